@@ -1,0 +1,108 @@
+"""The machine: hardware and dtype detection, seeds, matmul speed, memory, progress bars.
+
+Used in notebooks/00_setup_and_environment.ipynb and by every notebook that trains.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import random
+import resource
+import sys
+import time
+
+import numpy as np
+import torch
+
+
+def headless() -> bool:
+    """True in batch runs (the runner sets FTKIT_HEADLESS=1): no widgets, plain-text progress."""
+    return os.environ.get("FTKIT_HEADLESS", "0") == "1"
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch so a rerun with the same seed gives the same numbers."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def device_info() -> dict:
+    """What this machine offers for training: CPU, memory, GPU, dtypes, library versions."""
+    import psutil
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {
+        "python": sys.version.split()[0], "torch": torch.__version__,
+        "cpu": _cpu_name(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "gpu": gpu, "cuda": torch.version.cuda if gpu else None,
+        "bf16_gpu": bool(gpu) and torch.cuda.is_bf16_supported(),
+        "mps": torch.backends.mps.is_available(),
+    }
+
+
+def best_device() -> str:
+    """``cuda`` if a GPU is present, else ``mps`` on Apple silicon, else ``cpu``."""
+    if torch.cuda.is_available():
+        return "cuda"
+    return "mps" if torch.backends.mps.is_available() else "cpu"
+
+
+def measure_matmul(dtype: str = "float32", n: int = 1024, seconds: float = 1.0,
+                   device: str | None = None) -> float:
+    """Measured GFLOP/s of an ``n x n`` matmul in ``dtype`` (2·n³ FLOPs per product).
+
+    Runs for about ``seconds`` after one warm-up product; the best of several timed chunks is
+    kept, which is the least disturbed by other work on the machine.
+    """
+    device = device or best_device()
+    dt = getattr(torch, dtype)
+    a = torch.randn(n, n, device=device).to(dt)
+    b = torch.randn(n, n, device=device).to(dt)
+    _sync(device, a @ b)
+    best, deadline = float("inf"), time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        t0 = time.perf_counter()
+        for _ in range(4):
+            c = a @ b
+        _sync(device, c)
+        best = min(best, (time.perf_counter() - t0) / 4)
+    return 2 * n**3 / best / 1e9
+
+
+def _sync(device: str, tensor: torch.Tensor) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+    else:
+        float(tensor[0, 0])
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MB (Linux reports KiB, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+
+
+def progress(iterable=None, desc: str = "", total: int | None = None, **kwargs):
+    """A progress bar: a widget bar interactively, plain text lines every 10 s in batch runs."""
+    if headless():
+        from tqdm.std import tqdm
+
+        return tqdm(iterable, desc=desc, total=total, mininterval=10, ascii=True,
+                    file=sys.stdout, **kwargs)
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, desc=desc, total=total, **kwargs)

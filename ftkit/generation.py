@@ -1,0 +1,44 @@
+"""Chat generation with a causal LM and its chat template; timing per token.
+
+Used in notebooks/03_model_initialisation.ipynb and later notebooks that compare answers.
+"""
+from __future__ import annotations
+
+import time
+
+import torch
+
+
+def chat_ids(tokenizer, prompt: str | list[dict], system: str | None = None) -> torch.Tensor:
+    """Token ids ``(1, T)`` of a chat prompt, ending with the assistant's turn marker."""
+    messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+    if system:
+        messages.insert(0, {"role": "system", "content": system})
+    enc = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
+                                        return_dict=True)
+    return enc["input_ids"]
+
+
+@torch.inference_mode()
+def chat(model, tokenizer, prompt: str | list[dict], max_new_tokens: int = 48,
+         system: str | None = None) -> str:
+    """Greedy answer of ``model`` to one user ``prompt`` (or a list of chat messages)."""
+    ids = chat_ids(tokenizer, prompt, system).to(model.device)
+    out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
+                         do_sample=False, pad_token_id=tokenizer.pad_token_id)
+    return tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip()
+
+
+@torch.inference_mode()
+def ms_per_token(model, tokenizer, prompt: str, new_tokens: int = 32, repeats: int = 2) -> float:
+    """Milliseconds per generated token (greedy, KV cache on), best of ``repeats`` runs."""
+    ids = chat_ids(tokenizer, prompt).to(model.device)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                             max_new_tokens=new_tokens, min_new_tokens=new_tokens,
+                             pad_token_id=tokenizer.pad_token_id)
+        produced = out.shape[1] - ids.shape[1]
+        best = min(best, (time.perf_counter() - t0) * 1000 / max(produced, 1))
+    return best
