@@ -125,8 +125,8 @@ class ModelConfig(_Section):
         "smollm2-135m", "A registry name (see ftkit.models.known_models()), a hub id or a folder.")
     dtype: Literal["float32", "bfloat16", "float16"] = param(
         "float32", "Weight dtype at load time; training uses bf16 autocast separately.")
-    quantization: Literal["none", "int8-dynamic", "4bit", "8bit"] = param(
-        "none", "Quantised loading: int8-dynamic works on CPU; 4bit/8bit need a CUDA GPU.")
+    quantization: Literal["none", "int8-weight", "int8-dynamic", "4bit", "8bit"] = param(
+        "none", "Quantisation: int8-weight / int8-dynamic work on CPU; 4bit/8bit need a CUDA GPU.")
     max_length: int = param(512, "Longest sequence in tokens (prompt + answer).", min=8, max=32768)
     max_new_tokens: int = param(48, "Tokens generated per answer.", min=1, max=4096)
 
@@ -184,8 +184,20 @@ class AdapterConfig(_Section):
             self.fail("target_modules", "must name modules (e.g. 'q_proj,v_proj') or 'all-linear'")
 
 
+@dataclass(frozen=True)
+class SetupConfig(_Section):
+    """Environment checks of notebook 00 (paper §5.2)."""
+
+    matmul_size: int = param(1024, "Square matrix size for the GFLOP/s measurement.", min=64,
+                             max=8192, step=64)
+    matmul_seconds: float = param(2.0, "Seconds spent timing each dtype.", min=0.1, max=60.0,
+                                  step=0.5)
+    check_packs: bool = param(True, "Build (first time) and verify every offline model pack.")
+
+
 SECTIONS: dict[str, type] = {"run": RunConfig, "model": ModelConfig, "data": DataConfig,
-                             "train": TrainConfig, "adapter": AdapterConfig}
+                             "train": TrainConfig, "adapter": AdapterConfig,
+                             "setup": SetupConfig}
 
 
 def register_section(name: str, cls: type) -> type:
@@ -276,6 +288,12 @@ def config_from_params(params: dict[str, Any], sections: list[str] | None = None
     """Config from a notebook's parameters (``globals()``); points ft.record at its output_dir."""
     plain = {k: v for k, v in params.items()
              if not k.startswith("_") and isinstance(v, (bool, int, float, str))}
+    known = {f for c in SECTIONS.values() for f in field_names(c)}
+    shadowed = sorted(k for k in set(params) & known if k not in plain)
+    if shadowed:  # e.g. `from ftkit import quantization` replaced the parameter of that name
+        raise ConfigError(f"parameter(s) {shadowed} were overwritten by non-literal values "
+                          f"({', '.join(type(params[k]).__name__ for k in shadowed)}); rename "
+                          "the variable or import that replaced them")
     cfg = Config.from_params(plain, sections=sections)
     from . import runs, versions
 
@@ -287,4 +305,4 @@ def config_from_params(params: dict[str, Any], sections: list[str] | None = None
 
 
 __all__ = ["AdapterConfig", "Config", "ConfigError", "DataConfig", "ModelConfig", "RunConfig",
-           "SECTIONS", "TrainConfig", "config_from_params", "param", "register_section"]
+           "SECTIONS", "SetupConfig", "TrainConfig", "config_from_params", "param", "register_section"]

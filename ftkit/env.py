@@ -106,3 +106,24 @@ def progress(iterable=None, desc: str = "", total: int | None = None, **kwargs):
     from tqdm.auto import tqdm
 
     return tqdm(iterable, desc=desc, total=total, **kwargs)
+
+
+def cpu_flags() -> set[str]:
+    """CPU feature flags from /proc/cpuinfo (empty where there is none, e.g. macOS)."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def dtype_support() -> dict[str, bool]:
+    """Which reduced-precision paths this machine accelerates in hardware."""
+    flags = cpu_flags()
+    gpu = torch.cuda.is_available()
+    return {"cpu_avx512_bf16": "avx512_bf16" in flags, "cpu_amx_bf16": "amx_bf16" in flags,
+            "cpu_avx512_fp16": "avx512_fp16" in flags,
+            "gpu_bf16": gpu and torch.cuda.is_bf16_supported(), "gpu_fp16": gpu}

@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import os
 import socket
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Literal
@@ -154,7 +153,7 @@ def load_model(name: str, dtype: str = "float32", quantization: str = "none",
     if quantization in ("4bit", "8bit"):
         kwargs["quantization_config"] = _bnb_config(quantization, dtype)
     model = _from_source(cls, source, name, dtype=DTYPES[dtype], **kwargs)
-    return quantize(model, quantization) if quantization == "int8-dynamic" else model
+    return quantize(model, quantization)
 
 
 def load(name: str, **kwargs: Any) -> tuple[Any, Any]:
@@ -163,19 +162,17 @@ def load(name: str, **kwargs: Any) -> tuple[Any, Any]:
 
 
 def quantize(model: Any, method: str) -> Any:
-    """Apply post-training quantisation in memory; ``"none"`` returns the model unchanged.
+    """Apply post-training quantisation in memory (see ftkit.quantization); ``"none"`` is a no-op.
 
-    ``int8-dynamic`` stores Linear weights as int8 and quantises activations on the fly
-    (paper §6.10, §8.3.5): ~4x smaller Linear weights, CPU only, inference only.
+    ``4bit``/``8bit`` happen at load time (bitsandbytes, GPU only), so they are no-ops here.
     """
+    from .quantization import METHODS
+
     if method in ("none", "4bit", "8bit"):
         return model
-    if method != "int8-dynamic":
-        raise ValueError(f"quantization={method!r}; choose none, int8-dynamic, 4bit or 8bit")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch marks its eager int8 path as deprecated
-        return torch.ao.quantization.quantize_dynamic(model.float(), {torch.nn.Linear},
-                                                      dtype=torch.qint8)
+    if method not in METHODS:
+        raise ValueError(f"quantization={method!r}; choose none, {', '.join(METHODS)}, 4bit or 8bit")
+    return METHODS[method](model)
 
 
 def _bnb_config(method: str, dtype: str) -> Any:

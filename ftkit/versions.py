@@ -38,3 +38,14 @@ def check() -> dict[str, tuple[str | None, str]]:
         warnings.warn(f"ftkit was tested with other versions: {listed}. If a notebook breaks, "
                       "install the pinned set: bash scripts/setup.sh", stacklevel=2)
     return diff
+
+
+def table() -> list[dict]:
+    """Rows of package, installed version, tested version and whether they agree."""
+    rows = []
+    for name, tested in TESTED.items():
+        have = installed(name)
+        ok = have is not None and have.split("+")[0] == tested
+        rows.append({"package": name, "installed": have or "missing", "tested": tested,
+                     "status": "ok" if ok else "untested"})
+    return rows

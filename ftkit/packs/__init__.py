@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .converters import convert_minilm, convert_smollm2
-from .core import PackError, PackSpec, cache_root, check_cache, ensure_pack, pack_size
+from .core import PackError, PackSpec, cache_root, check_cache, ensure_pack, pack_size  # noqa: F401
 
 
 def _convert_whisper(zf, out):

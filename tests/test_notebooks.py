@@ -1,0 +1,83 @@
+"""Every notebook: clean in git, in house style, and passing the smoke profile via papermill.
+
+New notebooks are picked up automatically (no edit here): the smoke test is parametrised over
+``notebooks/*.ipynb``.
+"""
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+IDS = [p.stem for p in NOTEBOOKS]
+
+
+def _code_cells(path: Path) -> list[dict]:
+    return [c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
+
+
+def test_curriculum_is_not_empty():
+    assert {"00_setup_and_environment", "03_model_initialisation"} <= set(IDS)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_committed_clean(path):
+    nb = json.loads(path.read_text())
+    assert "widgets" not in nb["metadata"], "strip metadata.widgets"
+    for cell in _code_cells(path):
+        assert not cell.get("outputs"), "strip outputs before committing"
+        assert cell.get("execution_count") is None, "strip execution counts"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_structure(path):
+    cells = json.loads(path.read_text())["cells"]
+    code = _code_cells(path)
+    tagged = [c for c in code if "parameters" in c["metadata"].get("tags", [])]
+    assert len(tagged) == 1, "exactly one cell tagged 'parameters'"
+    assert "profile" in "".join(tagged[0]["source"])
+    assert cells[0]["cell_type"] == "markdown" and "ftkit" in "".join(cells[0]["source"])
+    assert "§" in "".join(cells[0]["source"]), "the first cell names the paper section"
+    source = "\n".join("".join(c["source"]) for c in code)
+    assert "config_from_params" in source and "ft.panel(" in source
+    assert "ft.record(" in source and "ft.claim(" in source
+    lengths = sorted(len("".join(c["source"]).splitlines()) for c in code)
+    assert len(code) <= 25 and lengths[-1] <= 40 and lengths[len(lengths) // 2] <= 8
+
+
+@pytest.fixture(scope="session")
+def smoke_runs(tmp_path_factory):
+    return tmp_path_factory.mktemp("runs")
+
+
+def _sane(value) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_sane(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_sane(v) for v in value)
+    return True
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_smoke_profile(path, smoke_runs):
+    from ftkit.runner import run_batch
+
+    result = run_batch("smoke", only=path.stem, run_id=path.stem, notebooks_dir=path.parent,
+                       runs_dir=smoke_runs)
+    (nb,) = result.results
+    assert nb.status == "passed", nb.error
+    metrics = Path(result.run_dir) / nb.metrics_file
+    doc = json.loads(metrics.read_text())
+    assert len(doc["metrics"]) >= 3, "a notebook records its results"
+    bad = [k for k, v in doc["metrics"].items() if not _sane(v)]
+    assert not bad, f"non-finite metrics: {bad}"
+    assert doc["claims"], "at least one paper claim is checked"
+    assert all(isinstance(c["ok"], bool) and c["detail"] for c in doc["claims"])
+    for fig in doc["figures"]:
+        assert (metrics.parent / fig).stat().st_size > 1000
+    assert doc["params"]["profile"] == "smoke"
