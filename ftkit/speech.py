@@ -2,9 +2,9 @@
 
 Two backends, tried in order:
 
-* ``espeak-ng``: the command-line program (``apt-get install espeak-ng`` or conda-forge);
 * ``espeakng-loader``: the libespeak-ng shared library and voice data bundled by the PyPI
-  package ``espeakng-loader``, driven through ctypes (no system install needed).
+  package ``espeakng-loader`` (an ftkit dependency), driven through ctypes;
+* ``espeak-ng``: the command-line program (``apt-get install espeak-ng`` or conda-forge).
 
 eSpeak renders 16-bit mono audio at 22050 Hz; :func:`synthesize` converts it to float32 and
 resamples it with a Kaiser-windowed sinc polyphase filter written in numpy (:func:`resample`).
@@ -55,9 +55,13 @@ def _loader_library_path() -> Path | None:
 
 
 def available_backends() -> list[str]:
-    """Names of the usable backends, in the order :func:`synthesize` tries them."""
-    found = [CLI] if shutil.which(CLI) else []
-    return found + ([LOADER] if _loader_library_path() is not None else [])
+    """Names of the usable backends, in the order :func:`synthesize` tries them.
+
+    The pip-pinned library comes first: the same eSpeak version on every machine gives the
+    same audio, hence the same transcripts and WERs in every run.
+    """
+    found = [LOADER] if _loader_library_path() is not None else []
+    return found + ([CLI] if shutil.which(CLI) else [])
 
 
 def available_backend() -> str | None:
