@@ -22,7 +22,7 @@ _EXPORTS = {
     "known_models": "models",
     # env.py: hardware, seeds, measurements
     "seed_everything": "env", "device_info": "env", "measure_matmul": "env",
-    "peak_rss_mb": "env", "progress": "env",
+    "peak_rss_mb": "env", "progress": "env", "best_device": "env",
     # widgets.py and plots.py: thin layers over the above
     "panel": "widgets", "show": "plots",
 }

@@ -70,23 +70,40 @@ def int8_dynamic(model: nn.Module) -> nn.Module:
 METHODS = {"int8-weight": int8_weight_only, "int8-dynamic": int8_dynamic}
 
 
-def compare(model, tokenizer, methods: list[str], texts: list[str], progress=None) -> tuple:
+def compare(model, tokenizer, methods: list[str], texts: list[str], model_name: str = "",
+            progress=None) -> tuple:
     """Quantise copies of ``model`` and measure each: storage MB, ms per token, perplexity.
 
-    Returns ``(table, variants)``: a DataFrame indexed by method, and the quantised models.
+    ``4bit``/``8bit`` (bitsandbytes, GPU only) quantise at load time, so those variants are
+    loaded again from ``model_name``. Returns ``(table, variants)``: a DataFrame indexed by
+    method, and the models.
     """
-    import copy
-
     import pandas as pd
 
     from .evaluate import perplexity
     from .generation import ms_per_token
     from .modelinfo import serialized_mb
-    from .models import quantize
 
-    variants = {m: quantize(copy.deepcopy(model), m) for m in methods}
-    loop = progress(list(variants.items()), desc="measure") if progress else variants.items()
-    rows = {m: {"size_mb": serialized_mb(v),
-                "ms_per_token": ms_per_token(v, tokenizer, "Tell me about Paris.", 24),
-                "perplexity": perplexity(v, tokenizer, texts)} for m, v in loop}
+    loop = progress(methods, desc="quantise and measure") if progress else methods
+    variants, rows = {}, {}
+    for method in loop:
+        variants[method] = variant = _variant(model, method, model_name)
+        rows[method] = {"size_mb": serialized_mb(variant),
+                        "ms_per_token": ms_per_token(variant, tokenizer, "Tell me about Paris.", 24),
+                        "perplexity": perplexity(variant, tokenizer, texts)}
     return pd.DataFrame(rows).T, variants
+
+
+def _variant(model, method: str, model_name: str):
+    import copy
+
+    from .models import load_model, quantize
+
+    if method in ("4bit", "8bit"):
+        if not model_name:
+            raise ValueError(f"{method} quantises while loading: pass model_name")
+        return load_model(model_name, quantization=method)
+    if method == "none":
+        return model
+    on_cpu = copy.deepcopy(model).to("cpu")  # torch's int8 kernels here are CPU kernels
+    return quantize(on_cpu, method)

@@ -46,7 +46,7 @@ def field_widget(f: dataclasses.Field, hint: Any, value: Any):
         widget = _number_widget(f, value, hint)
     else:
         widget = w.Text(value=str(value), description=f.name, style=_STYLE)
-    widget.tooltip = widget.description_tooltip = f.metadata.get("help", "")
+    widget.tooltip = f.metadata.get("help", "")
     return widget
 
 

@@ -32,7 +32,8 @@ if [ "$torch_choice" = auto ]; then
 fi
 case "$torch_choice" in
     cpu)  echo "ftkit setup: installing torch==$TORCH_VERSION (CPU build)"
-          "${pip[@]}" "torch==$TORCH_VERSION" --index-url "$CPU_INDEX" \
+          # Only torch itself from the CPU index; its dependencies come with the next step.
+          "${pip[@]}" --no-deps --retries 0 "torch==$TORCH_VERSION" --index-url "$CPU_INDEX" \
               || "${pip[@]}" "torch==$TORCH_VERSION" ;;
     cuda) echo "ftkit setup: installing torch==$TORCH_VERSION (CUDA build)"
           "${pip[@]}" "torch==$TORCH_VERSION" ;;

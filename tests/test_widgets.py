@@ -1,0 +1,50 @@
+"""The widget panel: built from the config, unchanged when nobody edits it, validating edits."""
+import ipywidgets as w
+import pytest
+
+from ftkit.config import Config, ConfigError
+from ftkit.widgets import panel
+
+
+@pytest.fixture
+def cfg():
+    return Config.from_params({"profile": "smoke", "lr": 3e-4, "lr_scheduler": "linear",
+                               "bf16": False, "model_name": "tiny-llama", "lora_r": 4})
+
+
+def test_headless_values_flow_through_unchanged(cfg, monkeypatch):
+    monkeypatch.setenv("FTKIT_HEADLESS", "1")
+    p = panel(cfg)
+    assert p.value is cfg
+    bundle = p._repr_mimebundle_()
+    assert "lr" in bundle["text/plain"] and "0.0003" in bundle["text/plain"]
+
+
+def test_widget_kinds_follow_field_types(cfg):
+    p = panel(cfg)
+    assert isinstance(p.widgets["lr"], w.FloatLogSlider)
+    assert isinstance(p.widgets["lr_scheduler"], w.Dropdown)
+    assert p.widgets["lr_scheduler"].options == ("linear", "cosine", "constant")
+    assert isinstance(p.widgets["bf16"], w.Checkbox)
+    assert isinstance(p.widgets["model_name"], w.Text)
+    assert isinstance(p.widgets["lora_r"], w.BoundedIntText) and p.widgets["lora_r"].min == 1
+    assert "rank" in p.widgets["lora_r"].tooltip
+    assert list(p.accordion.titles) == list(cfg.sections)
+
+
+def test_an_edit_gives_a_new_validated_config(cfg):
+    p = panel(cfg)
+    p.widgets["lora_r"].value = 16
+    p.widgets["lr_scheduler"].value = "cosine"
+    new = p.value
+    assert new.adapter.lora_r == 16 and new.train.lr_scheduler == "cosine"
+    assert new.train.lr == cfg.train.lr and cfg.adapter.lora_r == 4  # others kept, original intact
+    assert "Valid" in p.message.value
+
+
+def test_an_invalid_edit_shows_the_message_in_the_panel(cfg):
+    p = panel(cfg)
+    p.widgets["model_name"].value = "   "
+    assert "model_name" in p.message.value and "Not valid" in p.message.value
+    with pytest.raises(ConfigError, match="model_name"):
+        p.value
