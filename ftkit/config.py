@@ -86,8 +86,13 @@ def _coerce_number(where: str, meta: dict, kind: type, value: Any) -> float | in
     return kind(value)
 
 
-class _Section:
-    """Mixin giving each stage dataclass its validation (``__post_init__``)."""
+class Section:
+    """Base of every stage config: validation from the field metadata in ``__post_init__``.
+
+    A new stage declares ``@dataclass(frozen=True) class XConfig(Section)`` with fields made by
+    :func:`param`, optionally a ``check()`` for cross-field rules, and registers it with
+    :func:`register_section` so flat parameters and panels know it.
+    """
 
     def __post_init__(self) -> None:
         hints = typing.get_type_hints(type(self))
@@ -104,7 +109,7 @@ class _Section:
 
 
 @dataclass(frozen=True)
-class RunConfig(_Section):
+class RunConfig(Section):
     """Which profile runs, with which seed, writing where."""
 
     profile: Literal["smoke", "workshop", "gpu"] = param(
@@ -118,7 +123,7 @@ class RunConfig(_Section):
 
 
 @dataclass(frozen=True)
-class ModelConfig(_Section):
+class ModelConfig(Section):
     """Which model to load and how (paper §4, §5.2)."""
 
     model_name: str = param(
@@ -136,7 +141,7 @@ class ModelConfig(_Section):
 
 
 @dataclass(frozen=True)
-class DataConfig(_Section):
+class DataConfig(Section):
     """How much data, which columns, which split (paper §3)."""
 
     text_column: str = param("text", "Column holding the input text.")
@@ -147,7 +152,7 @@ class DataConfig(_Section):
 
 
 @dataclass(frozen=True)
-class TrainConfig(_Section):
+class TrainConfig(Section):
     """Optimiser and schedule (paper §5.3-5.4)."""
 
     lr: float = param(2e-4, "Peak learning rate.", min=0.0, min_exclusive=True, max=1.0, log=True)
@@ -168,7 +173,7 @@ class TrainConfig(_Section):
 
 
 @dataclass(frozen=True)
-class AdapterConfig(_Section):
+class AdapterConfig(Section):
     """Parameter-efficient fine-tuning method and its hyper-parameters (paper §6.3)."""
 
     peft_method: Literal["full", "lora", "dora", "ia3", "hft"] = param(
@@ -185,7 +190,7 @@ class AdapterConfig(_Section):
 
 
 @dataclass(frozen=True)
-class SetupConfig(_Section):
+class SetupConfig(Section):
     """Environment checks of notebook 00 (paper §5.2)."""
 
     matmul_size: int = param(1024, "Square matrix size for the GFLOP/s measurement.", min=64,
@@ -304,5 +309,5 @@ def config_from_params(params: dict[str, Any], sections: list[str] | None = None
     return cfg
 
 
-__all__ = ["AdapterConfig", "Config", "ConfigError", "DataConfig", "ModelConfig", "RunConfig",
+__all__ = ["Section", "AdapterConfig", "Config", "ConfigError", "DataConfig", "ModelConfig", "RunConfig",
            "SECTIONS", "SetupConfig", "TrainConfig", "config_from_params", "param", "register_section"]
