@@ -25,6 +25,8 @@ _EXPORTS = {
     "peak_rss_mb": "env", "progress": "env", "best_device": "env",
     # widgets.py and plots.py: thin layers over the above
     "panel": "widgets", "show": "plots",
+    # train/callbacks.py: live loss plot for any transformers Trainer
+    "live_plot": "train.callbacks",
 }
 
 

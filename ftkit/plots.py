@@ -10,8 +10,11 @@ from typing import Sequence
 import matplotlib.pyplot as plt
 
 
-def show(fig, name: str | None = None):
-    """Display ``fig`` in the notebook and, when ``name`` is given, save it to the run."""
+def show(fig, name: str | None = None) -> None:
+    """Display ``fig`` in the notebook and, when ``name`` is given, save it to the run.
+
+    Returns None, so a cell ending in ``ft.show(...)`` does not display the figure twice.
+    """
     from IPython.display import display
 
     from .runs import save_figure
@@ -20,7 +23,6 @@ def show(fig, name: str | None = None):
         save_figure(fig, name)
     display(fig)
     plt.close(fig)
-    return fig
 
 
 def bars(values: dict[str, float], title: str, ylabel: str, fmt: str = "{:.1f}",

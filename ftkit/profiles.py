@@ -17,6 +17,7 @@ profile can serve notebooks with different parameter sets.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -139,3 +140,34 @@ def _positive(value: Any, key: str, path: Path) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
         raise ValueError(f"{path}: {key} must be a positive number of seconds, got {value!r}")
     return value
+
+
+BUILT_IN = ("smoke", "workshop", "gpu")
+
+
+def save_notebook_params(name: str, notebook: str | None, params: dict[str, Any],
+                         directory: str | os.PathLike | None = None) -> Path:
+    """Write (or update) profile ``name`` so a batch run reproduces an interactive session.
+
+    The new profile starts from the workshop profile's limits; ``params`` go under
+    ``notebooks: {<notebook>: ...}`` (or the shared ``params`` when the notebook is unknown).
+    The built-in profiles are never overwritten.
+    """
+    if name in BUILT_IN or not re.fullmatch(r"[A-Za-z0-9_-]+", name or ""):
+        raise ValueError(f"profile name {name!r}: use letters, digits, - or _, and not one of "
+                         f"the built-in profiles {list(BUILT_IN)}")
+    folder = Path(directory) if directory is not None else profiles_dir()
+    path = folder / f"{name}.yaml"
+    base = load_profile(name, folder) if path.exists() else load_profile("workshop", folder)
+    data = {"description": f"Saved from the widget panel{f' of {notebook}' if notebook else ''}.",
+            "timeout_s": base.timeout_s, "cell_timeout_s": base.cell_timeout_s,
+            "params": dict(base.params), "notebooks": dict(base.notebooks)}
+    if notebook:
+        data["params"]["profile"] = params.get("profile", data["params"].get("profile"))
+        data["notebooks"][notebook] = params
+    else:
+        data["params"].update(params)
+    folder.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+    load_profile(name, folder)  # what was written must read back as a valid profile
+    return path

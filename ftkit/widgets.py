@@ -10,7 +10,10 @@ Used in every notebook.
 from __future__ import annotations
 
 import dataclasses
+import html
+import os
 import typing
+from pathlib import Path
 from typing import Any, Literal
 
 from .config import Config, ConfigError
@@ -68,8 +71,41 @@ class Panel:
                 self.widgets[f.name] = widget
                 items.append(w.HBox([widget, w.HTML(f"<small>{f.metadata.get('help', '')}</small>")]))
             boxes.append(w.VBox(items))
-        self.accordion = w.Accordion(children=boxes, titles=tuple(cfg.sections))
-        self.box = w.VBox([self.accordion, self.message])
+        # One collapsible section per stage, all open: every value is visible at a glance.
+        self.sections = [w.Accordion(children=[box], titles=(name,), selected_index=0)
+                         for name, box in zip(cfg.sections, boxes)]
+        self.box = w.VBox([*self.sections, self.message, self._save_row()])
+
+    def _save_row(self):
+        """A name box and a button that save the current values as a papermill profile."""
+        import ipywidgets as w
+
+        self.profile_name = w.Text(value="my-run", description="profile name", style=_STYLE)
+        button = w.Button(description="Save as profile", icon="save")
+        self.saved = w.HTML("")
+        button.on_click(lambda _: self._save_clicked())
+        return w.VBox([w.HBox([self.profile_name, button]), self.saved])
+
+    def _save_clicked(self) -> None:
+        try:
+            path = self.save_profile(self.profile_name.value)
+        except (ConfigError, ValueError) as err:
+            self.saved.value = f"<b style='color:#b00'>Not saved:</b> {html.escape(str(err))}"
+            return
+        self.saved.value = (f"Saved {html.escape(str(path))}. Reproduce in batch with "
+                            f"<code>{html.escape(self.command(self.profile_name.value))}</code>")
+
+    def save_profile(self, name: str, notebook: str | None = None) -> Path:
+        """Save the panel's values as ``papermill_runs/profiles/<name>.yaml``; see ftkit.profiles."""
+        from .profiles import save_notebook_params
+
+        params = {k: v for k, v in self.value.to_params().items() if k != "output_dir"}
+        return save_notebook_params(name, notebook or current_notebook(), params)
+
+    def command(self, name: str, notebook: str | None = None) -> str:
+        """The one command that reruns this notebook in batch with profile ``name``."""
+        stem = notebook or current_notebook()
+        return f"ftkit run --profile {name}" + (f" --only {stem}" if stem else "")
 
     def _on_change(self, name: str):
         def handler(change: dict) -> None:
@@ -94,6 +130,10 @@ class Panel:
         cfg = self._validate()
         if cfg is None:
             raise ConfigError(self.message.value.split("</b> ", 1)[-1])
+        from . import runs
+
+        runs.set_output_dir(cfg.run.output_dir)
+        runs.record_params(cfg.to_params())  # the metrics file tells which values were used
         return cfg
 
     def _repr_mimebundle_(self, **kwargs: Any):
@@ -105,6 +145,12 @@ class Panel:
             text = "\n".join(f"{k:>16} = {v!r}" for k, v in params.items())
             return {"text/plain": text, "text/html": f"<table>{rows}</table>"}
         return self.box._repr_mimebundle_(**kwargs)
+
+
+def current_notebook() -> str | None:
+    """Stem of the notebook this kernel serves (JupyterLab sets JPY_SESSION_NAME), if known."""
+    session = os.environ.get("JPY_SESSION_NAME", "")
+    return Path(session).stem if session.endswith(".ipynb") else None
 
 
 def panel(cfg: Config) -> Panel:

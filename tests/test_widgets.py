@@ -29,7 +29,8 @@ def test_widget_kinds_follow_field_types(cfg):
     assert isinstance(p.widgets["model_name"], w.Text)
     assert isinstance(p.widgets["lora_r"], w.BoundedIntText) and p.widgets["lora_r"].min == 1
     assert "rank" in p.widgets["lora_r"].tooltip
-    assert list(p.accordion.titles) == list(cfg.sections)
+    assert [a.titles[0] for a in p.sections] == list(cfg.sections)
+    assert all(a.selected_index == 0 for a in p.sections)  # open by default
 
 
 def test_an_edit_gives_a_new_validated_config(cfg):
@@ -48,3 +49,26 @@ def test_an_invalid_edit_shows_the_message_in_the_panel(cfg):
     assert "model_name" in p.message.value and "Not valid" in p.message.value
     with pytest.raises(ConfigError, match="model_name"):
         p.value
+
+
+def test_save_as_profile_reproduces_the_panel_values(cfg, tmp_path, monkeypatch):
+    import shutil
+
+    from ftkit import profiles
+
+    shutil.copy(profiles.profiles_dir() / "workshop.yaml", tmp_path / "workshop.yaml")
+    monkeypatch.setenv("FTKIT_PROFILES_DIR", str(tmp_path))
+    monkeypatch.setenv("JPY_SESSION_NAME", "/x/notebooks/05_full_vs_peft.ipynb")
+    p = panel(cfg)
+    p.widgets["lora_r"].value = 32
+    path = p.save_profile("my-lab")
+    prof = profiles.load_profile("my-lab")
+    declared = set(cfg.to_params())
+    injected = profiles.params_for(prof, "05_full_vs_peft", declared)
+    assert Config.from_params(injected) == p.value.replace(output_dir=cfg.run.output_dir)
+    assert p.command("my-lab") == "ftkit run --profile my-lab --only 05_full_vs_peft"
+    with pytest.raises(ValueError, match="built-in"):
+        p.save_profile("smoke")
+    p.profile_name.value = "workshop"
+    p._save_clicked()
+    assert "Not saved" in p.saved.value and path.exists()

@@ -1,0 +1,99 @@
+"""Metrics for imbalanced classification, and the figures that compare methods.
+
+Paper §3.1.3: accuracy is dominated by the frequent classes, so it can stay high while rare
+classes are missed. Alongside it we report macro-F1 (every class counts the same), the mean F1
+of the minority classes, PR-AUC (average precision per class, macro-averaged: how well the
+scores rank each class's rows first, independent of a threshold) and Cohen's κ (agreement
+beyond what the class frequencies give by chance). Built on scikit-learn's metrics.
+Used in notebooks/02_data_balancing.ipynb.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+METRICS = ("accuracy", "macro_f1", "minority_f1", "minority_recall", "pr_auc", "kappa")
+
+
+def _check(y_true: np.ndarray, proba: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    y_true, proba = np.asarray(y_true), np.asarray(proba, dtype=float)
+    if proba.ndim != 2 or len(proba) != len(y_true) or len(y_true) == 0:
+        raise ValueError(f"need probabilities (N, K) for N = {len(y_true)} labels, got shape "
+                         f"{proba.shape}")
+    if y_true.min() < 0 or y_true.max() >= proba.shape[1]:
+        raise ValueError(f"labels must lie in 0..{proba.shape[1] - 1}")
+    return y_true, proba
+
+
+def pr_auc(y_true: np.ndarray, proba: np.ndarray) -> float:
+    """Macro average precision over the classes present in ``y_true`` (one-vs-rest)."""
+    from sklearn.metrics import average_precision_score
+
+    y_true, proba = _check(y_true, proba)
+    present = np.unique(y_true)
+    return float(np.mean([average_precision_score(y_true == k, proba[:, k]) for k in present]))
+
+
+def classification_metrics(y_true: np.ndarray, proba: np.ndarray,
+                           minority: list[int]) -> dict[str, float]:
+    """Accuracy, macro-F1, minority F1 and recall, PR-AUC and κ from probabilities ``(N, K)``.
+
+    Args:
+        minority: indices of the minority classes (their F1 and recall are averaged).
+    """
+    from sklearn.metrics import accuracy_score, cohen_kappa_score, f1_score, recall_score
+
+    y_true, proba = _check(y_true, proba)
+    y_pred = proba.argmax(1)
+    labels = np.arange(proba.shape[1])
+    f1 = f1_score(y_true, y_pred, labels=labels, average=None, zero_division=0)
+    recall = recall_score(y_true, y_pred, labels=labels, average=None, zero_division=0)
+    present = np.unique(y_true)
+    return {"accuracy": float(accuracy_score(y_true, y_pred)),
+            "macro_f1": float(f1[present].mean()),
+            "minority_f1": float(f1[list(minority)].mean()),
+            "minority_recall": float(recall[list(minority)].mean()),
+            "pr_auc": pr_auc(y_true, proba),
+            "kappa": float(cohen_kappa_score(y_true, y_pred))}
+
+
+def confusion(y_true: np.ndarray, proba: np.ndarray) -> np.ndarray:
+    """Confusion matrix ``(K, K)``: rows are true classes, columns predicted ones."""
+    from sklearn.metrics import confusion_matrix
+
+    y_true, proba = _check(y_true, proba)
+    return confusion_matrix(y_true, proba.argmax(1), labels=np.arange(proba.shape[1]))
+
+
+def comparison_figure(table, metrics=("macro_f1", "minority_f1", "pr_auc"), title: str = ""):
+    """Grouped bars: one group per method (rows of ``table``), one bar per metric column."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(table)), 3.6))
+    width = 0.8 / len(metrics)
+    for j, metric in enumerate(metrics):
+        ax.bar(np.arange(len(table)) + (j - (len(metrics) - 1) / 2) * width, table[metric],
+               width, label=metric)
+    ax.set_xticks(np.arange(len(table)), list(table.index), rotation=30, ha="right", fontsize=8)
+    ax.set_ylim(max(0.0, float(table[list(metrics)].min().min()) - 0.1), 1.0)
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def confusion_figure(matrices: dict[str, np.ndarray], class_names: list[str]):
+    """Confusion matrices side by side (counts printed in the cells)."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(matrices), figsize=(5 * len(matrices), 4.6), squeeze=False)
+    for ax, (name, cm) in zip(axes[0], matrices.items()):
+        ax.imshow(cm / cm.sum(1, keepdims=True).clip(min=1), cmap="Blues", vmin=0, vmax=1)
+        for (i, j), v in np.ndenumerate(cm):
+            ax.text(j, i, str(v), ha="center", va="center", fontsize=7)
+        ax.set_xticks(range(len(class_names)), class_names, rotation=90, fontsize=7)
+        ax.set_yticks(range(len(class_names)), class_names, fontsize=7)
+        ax.set_title(name)
+        ax.set_xlabel("predicted")
+    axes[0][0].set_ylabel("true")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,95 @@
+"""Live training feedback: a loss/eval plot updated in place, and one compact line per evaluation.
+
+The plot is shown through a display handle, so each update replaces the previous figure in the
+same output; in a headless (papermill) run the last update stays in the executed notebook.
+The printed lines go to stdout, so batch logs (``--log-output``) show progress too.
+Used in every notebook that trains (via ``ft.live_plot()``).
+"""
+from __future__ import annotations
+
+import math
+import time
+
+from transformers import TrainerCallback
+
+from ..env import headless
+
+
+class LivePlotCallback(TrainerCallback):
+    """A Trainer callback that plots training and evaluation loss while training runs.
+
+    Args:
+        title: figure title.
+        every: redraw after this many logging events (headless runs redraw only at the end).
+        metric: an extra eval metric to print besides ``eval_loss`` (e.g. ``"eval_accuracy"``).
+    """
+
+    def __init__(self, title: str = "training", every: int = 1, metric: str | None = None):
+        self.title, self.every, self.metric = title, max(1, every), metric
+        self.train: list[tuple[int, float]] = []
+        self.evals: list[tuple[int, float]] = []
+        self.handle, self.started, self._events = None, time.perf_counter(), 0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.started = time.perf_counter()
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        logs = logs or {}
+        if "loss" in logs and math.isfinite(logs["loss"]):
+            self.train.append((state.global_step, float(logs["loss"])))
+        self._events += 1
+        if not headless() and self._events % self.every == 0:
+            self.draw()
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        metrics = metrics or {}
+        if "eval_loss" in metrics:
+            self.evals.append((state.global_step, float(metrics["eval_loss"])))
+        print(self.line(state.global_step, state.max_steps, metrics), flush=True)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.draw()
+
+    def line(self, step: int, max_steps: int, metrics: dict) -> str:
+        """``step 40/120 | train 1.234 | eval 1.456 | eval_accuracy 0.812 | 35 s``."""
+        parts = [f"step {step}/{max_steps}"]
+        if self.train:
+            parts.append(f"train {self.train[-1][1]:.3f}")
+        if "eval_loss" in metrics:
+            parts.append(f"eval {metrics['eval_loss']:.3f}")
+        if self.metric and self.metric in metrics:
+            parts.append(f"{self.metric} {metrics[self.metric]:.3f}")
+        parts.append(f"{time.perf_counter() - self.started:.0f} s")
+        return " | ".join(parts)
+
+    def figure(self):
+        """The current loss figure (train and eval curves against the optimiser step)."""
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(6, 3.2))
+        for points, label, style in ((self.train, "train loss", "-"),
+                                     (self.evals, "eval loss", "o-")):
+            if points:
+                ax.plot(*zip(*points), style, label=label)
+        ax.set(xlabel="optimiser step", ylabel="loss", title=self.title)
+        if self.train or self.evals:
+            ax.legend()
+        fig.tight_layout()
+        return fig
+
+    def draw(self) -> None:
+        """Show the figure, replacing the previous one in the same output."""
+        import matplotlib.pyplot as plt
+        from IPython.display import display
+
+        fig = self.figure()
+        if self.handle is None:
+            self.handle = display(fig, display_id=True)
+        else:
+            self.handle.update(fig)
+        plt.close(fig)
+
+
+def live_plot(title: str = "training", every: int = 1, metric: str | None = None):
+    """A LivePlotCallback to pass to a Trainer's ``callbacks``."""
+    return LivePlotCallback(title=title, every=every, metric=metric)

@@ -1,0 +1,146 @@
+"""JupyterLab in a real (headless) Chromium: run a notebook, edit its panel, re-run, look.
+
+Starts ``jupyter lab`` on 127.0.0.1 (free port, no token, private settings/runtime dirs) over a
+copy of the notebooks, drives Debian's Chromium with Playwright (never a downloaded browser),
+and saves screenshots under ``test-artifacts/``. Skips with the reason where no browser exists.
+"""
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "test-artifacts"
+BROWSERS = ("/usr/bin/chromium", "/usr/bin/chromium-headless-shell", "/usr/bin/chromium-browser")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+pytestmark = pytest.mark.slow
+
+
+def _browser() -> str:
+    found = next((b for b in BROWSERS if Path(b).exists()), None)
+    if found is None:
+        pytest.skip("no Chromium installed (apt-get install chromium); .ci/run installs it")
+    pytest.importorskip("playwright.sync_api", reason="pip install playwright (a dev dependency)")
+    return found
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    browser = _browser()
+    work = tmp_path_factory.mktemp("lab")
+    shutil.copytree(ROOT / "notebooks", work / "notebooks")
+    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(work / "config"),
+           "JUPYTER_RUNTIME_DIR": str(work / "runtime"),
+           "JUPYTERLAB_SETTINGS_DIR": str(work / "settings"),
+           "JUPYTERLAB_WORKSPACES_DIR": str(work / "workspaces")}
+    env.pop("FTKIT_HEADLESS", None)  # this is the interactive path
+    news = work / "settings" / "@jupyterlab" / "apputils-extension"
+    news.mkdir(parents=True)
+    (news / "notification.jupyterlab-settings").write_text(
+        '{"fetchNews": "false", "checkForUpdates": false}')  # no pop-up over the screenshots
+    port = _free_port()
+    cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+           "--ServerApp.token=", "--ServerApp.password=", "--ServerApp.disable_check_xsrf=True",
+           "--LabApp.expose_app_in_browser=True", f"--ServerApp.root_dir={work / 'notebooks'}"]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        cmd.append("--allow-root")  # CI containers run as root
+    log = open(work / "lab.log", "w")
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    _wait_for(url + "/api/status", proc, work / "lab.log")
+    yield {"url": url, "browser": browser, "root": work / "notebooks"}
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def _wait_for(url: str, proc, log: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"jupyter lab exited: {log.read_text()[-2000:]}")
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return
+        except OSError:
+            time.sleep(0.5)
+    raise RuntimeError(f"jupyter lab did not answer in {timeout} s: {log.read_text()[-2000:]}")
+
+
+@pytest.fixture
+def page(lab):
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=lab["browser"], args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        yield page
+        browser.close()
+
+
+def _open(page, lab, notebook: str) -> None:
+    page.goto(f"{lab['url']}/lab/tree/{notebook}", wait_until="domcontentloaded")
+    page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget "
+                           "&& window.jupyterapp.shell.currentWidget.sessionContext "
+                           "&& window.jupyterapp.shell.currentWidget.sessionContext.session "
+                           "&& window.jupyterapp.shell.currentWidget.sessionContext.session.kernel",
+                           timeout=60_000)
+
+
+def _run(page, command: str, timeout_s: float = 240) -> None:
+    """Execute a JupyterLab command and wait until the kernel is idle again."""
+    page.evaluate(f"window.jupyterapp.commands.execute('{command}')")
+    page.wait_for_timeout(1000)
+    page.wait_for_function("() => window.jupyterapp.shell.currentWidget.sessionContext"
+                           ".session.kernel.status === 'idle' && ![...document.querySelectorAll("
+                           "'.jp-InputPrompt')].some(p => p.textContent.includes('[*]'))",
+                           timeout=timeout_s * 1000)
+
+
+def _select_cell(page, index: int) -> None:
+    page.evaluate(f"window.jupyterapp.shell.currentWidget.content.activeCellIndex = {index}")
+
+
+def test_setup_notebook_panel_edit_takes_effect(lab, page):
+    _open(page, lab, "00_setup_and_environment.ipynb")
+    _run(page, "notebook:run-all-cells")
+    figure_titles = page.locator(".jp-OutputArea-output img")
+    assert figure_titles.count() >= 1, "the matmul plot rendered"
+    page.screenshot(path=str(ARTIFACTS / "00_first_run.png"), full_page=False)
+    field = page.locator(".widget-inline-hbox:has(label:text-is('matmul_size')) input").first
+    field.scroll_into_view_if_needed()
+    field.fill("256")
+    field.press("Enter")
+    page.wait_for_timeout(500)
+    assert "Valid" in " ".join(page.locator(".widget-html").all_inner_texts())
+    page.screenshot(path=str(ARTIFACTS / "00_panel_edited.png"), full_page=False)
+    _select_cell(page, 4)  # the cell `cfg = panel.value`
+    _run(page, "notebook:run-cell-and-select-next")
+    _run(page, "notebook:run-all-below")
+    page.screenshot(path=str(ARTIFACTS / "00_after_edit.png"), full_page=False)
+    # The edit reached the experiment: the recorded parameters and the plot title say 256.
+    metrics = json.loads((lab["root"] / "outputs/00_setup_and_environment/metrics.json").read_text())
+    assert metrics["params"]["matmul_size"] == 256
+    assert metrics["metrics"]["matmul_gflops_float32"] > 0
+    plot = page.locator(".jp-OutputArea-output img").first
+    plot.scroll_into_view_if_needed()
+    assert plot.evaluate("img => img.naturalWidth") > 200, "the plot rendered"
+    page.screenshot(path=str(ARTIFACTS / "00_plot_after_edit.png"), full_page=False)

@@ -1,0 +1,44 @@
+"""The live training plot: collects losses, prints one line per evaluation, keeps a figure."""
+import torch
+from datasets import Dataset
+from transformers import Trainer, TrainingArguments
+
+from ftkit import models
+from ftkit.train.callbacks import LivePlotCallback
+
+
+def _tiny_run(tmp_path, callback):
+    model, tok = models.load("tiny-llama")
+    enc = tok(["The quick brown fox jumps over the lazy dog."] * 16, padding="max_length",
+              max_length=16, truncation=True)
+    ds = Dataset.from_dict({**enc, "labels": enc["input_ids"]})
+    args = TrainingArguments(output_dir=str(tmp_path), max_steps=6, per_device_train_batch_size=4,
+                             logging_steps=1, eval_strategy="steps", eval_steps=3, report_to=[],
+                             use_cpu=True, save_strategy="no", disable_tqdm=True)
+    Trainer(model=model, args=args, train_dataset=ds, eval_dataset=ds.select(range(4)),
+            callbacks=[callback]).train()
+
+
+def test_losses_lines_and_final_figure(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("FTKIT_HEADLESS", "1")
+    cb = LivePlotCallback(title="tiny")
+    draws = []
+    monkeypatch.setattr(cb, "draw", lambda: draws.append(len(cb.train)))
+    _tiny_run(tmp_path, cb)
+    assert draws == [6]  # headless: one figure, drawn at the end
+    assert [s for s, _ in cb.train] == [1, 2, 3, 4, 5, 6]
+    assert [s for s, _ in cb.evals] == [3, 6]
+    out = capsys.readouterr().out
+    assert "step 3/6 | train" in out and "step 6/6" in out and "| eval " in out
+    fig = cb.figure()
+    assert len(fig.axes[0].lines) == 2 and fig.axes[0].get_title() == "tiny"
+
+
+def test_interactive_redraws_in_place(tmp_path, monkeypatch):
+    monkeypatch.delenv("FTKIT_HEADLESS", raising=False)
+    cb = LivePlotCallback(every=2)
+    draws = []
+    monkeypatch.setattr(cb, "draw", lambda: draws.append(len(cb.train)))
+    _tiny_run(tmp_path, cb)
+    assert len(draws) >= 4 and draws[-1] == 6  # every 2nd log event, plus the final draw
+    assert torch.isfinite(torch.tensor([l for _, l in cb.train])).all()
