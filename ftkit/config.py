@@ -176,8 +176,8 @@ class TrainConfig(Section):
 class AdapterConfig(Section):
     """Parameter-efficient fine-tuning method and its hyper-parameters (paper §6.3)."""
 
-    peft_method: Literal["full", "lora", "dora", "ia3", "hft"] = param(
-        "lora", "full fine-tuning, LoRA, DoRA, IA3 or half fine-tuning.")
+    peft_method: Literal["full", "lora", "dora", "ia3"] = param(
+        "lora", "Which weights train: all (full), LoRA, DoRA or IA3 (paper §6.3).")
     lora_r: int = param(8, "LoRA rank r.", min=1, max=1024)
     lora_alpha: float = param(16.0, "LoRA scaling alpha (update scaled by alpha / r).",
                               min=0.0, min_exclusive=True, max=4096.0)

@@ -1,0 +1,76 @@
+"""Supervised fine-tuning: a transformers Trainer built from ftkit's configs (paper §5.3, §6.1).
+
+``make_trainer`` turns a TrainConfig into TrainingArguments (bf16 autocast on CPUs that have
+it, the live loss plot, no checkpoints unless asked), pads prompt/completion examples with the
+prompt tokens masked out of the loss, and returns a ready Trainer. Configs stay out of the
+classes: builders take flat values (torchtune's rule).
+Used in the fine-tuning notebooks (05-09) and benchmarks/.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+
+from ..config import ConfigError, TrainConfig
+from ..env import headless
+
+
+def bf16_ok() -> bool:
+    """Whether bf16 autocast runs here: a bf16-capable GPU, or a CPU (torch emulates it where
+    the instructions are missing, slowly: ftkit.env.dtype_support tells which)."""
+    return torch.cuda.is_bf16_supported() if torch.cuda.is_available() else True
+
+
+def training_arguments(train: TrainConfig, output_dir: str, seed: int = 42,
+                       **overrides: Any):
+    """TrainingArguments for ``train``; ``overrides`` win (e.g. ``save_strategy="steps"``)."""
+    from transformers import TrainingArguments
+
+    args = dict(
+        output_dir=output_dir, seed=seed, learning_rate=train.lr,
+        num_train_epochs=train.num_epochs, max_steps=train.max_steps or -1,
+        per_device_train_batch_size=train.batch_size, per_device_eval_batch_size=train.batch_size,
+        gradient_accumulation_steps=train.grad_accum,
+        warmup_steps=train.warmup_ratio,  # a float below 1 is a share of all steps
+        weight_decay=train.weight_decay, lr_scheduler_type=train.lr_scheduler,
+        max_grad_norm=train.max_grad_norm, eval_strategy="steps", eval_steps=train.eval_steps,
+        logging_steps=max(1, train.eval_steps // 5), bf16=train.bf16 and bf16_ok(),
+        use_cpu=not torch.cuda.is_available(), save_strategy="no", report_to=[],
+        disable_tqdm=headless(), dataloader_num_workers=0)
+    return TrainingArguments(**{**args, **overrides})
+
+
+def pairs_dataset(tokenizer, prompts: Sequence[str], completions: Sequence[str],
+                  max_length: int):
+    """A Dataset of tokenised prompt/completion pairs; the loss sees only completion tokens."""
+    from datasets import Dataset
+
+    from ..data.formatting import tokenize_with_mask
+
+    if len(prompts) != len(completions) or not prompts:
+        raise ConfigError(f"pairs_dataset: {len(prompts)} prompts and {len(completions)} "
+                          "completions; need the same, non-zero number")
+    rows = [tokenize_with_mask(tokenizer, p, c, max_length) for p, c in zip(prompts, completions)]
+    empty = sum(all(l == -100 for l in r["labels"]) for r in rows)
+    if empty:
+        raise ConfigError(f"{empty} of {len(rows)} examples have no completion token left "
+                          f"after truncation to max_length={max_length}; raise max_length")
+    return Dataset.from_list(rows)
+
+
+def make_trainer(model, tokenizer, train_ds, eval_ds, train: TrainConfig, output_dir: str,
+                 seed: int = 42, title: str = "training", callbacks: list | None = None,
+                 **overrides: Any):
+    """A Trainer with padding that masks pads out of the loss and the live loss plot."""
+    from transformers import DataCollatorForSeq2Seq, Trainer
+
+    from .callbacks import live_plot
+
+    if len(train_ds) < train.batch_size:
+        raise ConfigError(f"TrainConfig.batch_size = {train.batch_size} is larger than the "
+                          f"training set ({len(train_ds)} examples)")
+    collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100)
+    return Trainer(model=model, args=training_arguments(train, output_dir, seed, **overrides),
+                   train_dataset=train_ds, eval_dataset=eval_ds, data_collator=collator,
+                   callbacks=[live_plot(title), *(callbacks or [])])
