@@ -5,7 +5,6 @@ import os
 import platform
 import subprocess
 import sys
-from importlib import metadata
 from pathlib import Path
 
 PACKAGES = (
@@ -16,13 +15,10 @@ PACKAGES = (
 
 def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str]:
     """Installed versions of ``names`` (absent ones left out), plus Python's own."""
-    versions = {"python": platform.python_version()}
-    for name in names:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return versions
+    from .versions import installed
+
+    found = {name: installed(name) for name in names}
+    return {"python": platform.python_version(), **{n: v for n, v in found.items() if v}}
 
 
 def git_revision(path: str | os.PathLike) -> dict:

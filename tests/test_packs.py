@@ -120,3 +120,11 @@ def test_whisper_transcribes_everyday_speech():
     result = checks.check_whisper()
     print(result)
     assert result["wer"] <= 0.2, result
+
+
+def test_cli_packs_status_lists_every_pack(capsys):
+    from ftkit.cli import main
+
+    assert main(["packs", "status"]) == 0
+    out = capsys.readouterr().out
+    assert "cache:" in out and all(name in out for name in packs.PACKS)
