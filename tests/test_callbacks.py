@@ -42,3 +42,17 @@ def test_interactive_redraws_in_place(tmp_path, monkeypatch):
     _tiny_run(tmp_path, cb)
     assert len(draws) >= 4 and draws[-1] == 6  # every 2nd log event, plus the final draw
     assert torch.isfinite(torch.tensor([l for _, l in cb.train])).all()
+
+
+def test_plain_loop_interface(capsys, monkeypatch):
+    monkeypatch.setenv("FTKIT_HEADLESS", "1")
+    cb = LivePlotCallback(title="loop", metric="eval_f1")
+    drawn = []
+    monkeypatch.setattr(cb, "draw", lambda: drawn.append(True))
+    for step in range(1, 5):
+        cb.add_train(step, 1.0 / step)
+    cb.add_train(5, float("nan"))  # a diverged step is not plotted
+    cb.add_eval(4, {"eval_loss": 0.3, "eval_f1": 0.75}, max_steps=4)
+    cb.finish()
+    assert len(cb.train) == 4 and cb.evals == [(4, 0.3)] and drawn == [True]
+    assert "step 4/4 | train 0.250 | eval 0.300 | eval_f1 0.750" in capsys.readouterr().out

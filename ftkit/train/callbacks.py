@@ -18,6 +18,9 @@ from ..env import headless
 class LivePlotCallback(TrainerCallback):
     """A Trainer callback that plots training and evaluation loss while training runs.
 
+    The same object serves hand-written training loops: call :meth:`add_train` per logged
+    step, :meth:`add_eval` per evaluation and :meth:`finish` at the end.
+
     Args:
         title: figure title.
         every: redraw after this many logging events (headless runs redraw only at the end).
@@ -30,25 +33,39 @@ class LivePlotCallback(TrainerCallback):
         self.evals: list[tuple[int, float]] = []
         self.handle, self.started, self._events = None, time.perf_counter(), 0
 
+    # -- plain interface, for any training loop
+    def add_train(self, step: int, loss: float) -> None:
+        """Record a training loss; redraw every ``every`` calls when interactive."""
+        if math.isfinite(loss):
+            self.train.append((step, float(loss)))
+        self._events += 1
+        if not headless() and self._events % self.every == 0:
+            self.draw()
+
+    def add_eval(self, step: int, metrics: dict, max_steps: int = 0) -> None:
+        """Record an evaluation (``eval_loss`` and others) and print its one-line summary."""
+        if "eval_loss" in metrics:
+            self.evals.append((step, float(metrics["eval_loss"])))
+        print(self.line(step, max_steps, metrics), flush=True)
+
+    def finish(self) -> None:
+        """Draw the final figure (the one a headless run keeps)."""
+        self.draw()
+
+    # -- transformers Trainer hooks
     def on_train_begin(self, args, state, control, **kwargs):
         self.started = time.perf_counter()
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         logs = logs or {}
-        if "loss" in logs and math.isfinite(logs["loss"]):
-            self.train.append((state.global_step, float(logs["loss"])))
-        self._events += 1
-        if not headless() and self._events % self.every == 0:
-            self.draw()
+        if "loss" in logs:
+            self.add_train(state.global_step, logs["loss"])
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
-        metrics = metrics or {}
-        if "eval_loss" in metrics:
-            self.evals.append((state.global_step, float(metrics["eval_loss"])))
-        print(self.line(state.global_step, state.max_steps, metrics), flush=True)
+        self.add_eval(state.global_step, metrics or {}, state.max_steps)
 
     def on_train_end(self, args, state, control, **kwargs):
-        self.draw()
+        self.finish()
 
     def line(self, step: int, max_steps: int, metrics: dict) -> str:
         """``step 40/120 | train 1.234 | eval 1.456 | eval_accuracy 0.812 | 35 s``."""
