@@ -92,19 +92,19 @@ TEMPLATES = {
          "{amount} is deducted from the refund."),
     ],
     "account": [
-        ("I cannot log in to my account after resetting the password.",
+        ("I cannot log in to my account on my {device} after resetting the password.",
          "Password links expire after {days} hours; request a new one, open it in the same "
          "browser and clear saved passwords for our site before signing in."),
-        ("How do I delete my account and all my data?",
+        ("How do I delete my account and all my data after order {order}?",
          "Go to Settings, then Privacy, and choose delete account; we erase personal data "
          "within {days} days, keeping only invoices the law requires."),
         ("Can I merge two accounts that both have orders, including {order}?",
          "Accounts cannot be merged automatically, but support can move order history to one "
          "account once you confirm both e-mail addresses."),
-        ("How do I turn off the marketing newsletters?",
+        ("How do I turn off the marketing newsletters about the {product}?",
          "Use the unsubscribe link at the bottom of any newsletter or switch off marketing in "
          "the notification settings; changes apply within {days} days."),
-        ("Someone changed the delivery address on my account without asking me.",
+        ("Someone changed the delivery address to {city} on my account without asking me.",
          "We have locked the account as a precaution; reset your password, enable two-step "
          "sign-in and we will review recent orders such as {order} with you."),
     ],
@@ -127,11 +127,21 @@ TEMPLATES = {
     ],
 }
 OPENERS = ["Hello,", "Hi there,", "Good morning,", "Hey,", "Quick question:", "Hi team,",
-           "Excuse me,", "Dear support,", "Hello again,", "Urgent:", "", ""]
-DETAILS = ["I have been a customer for years.", "This is the second time it happened.",
-           "I need it before the weekend.", "It was meant to be a gift.",
+           "Excuse me,", "Dear support,", "Hello again,", "Urgent:", "Good evening,",
+           "Hi support,", "Sorry to bother you,", ""]
+DETAILS = ["I have been a customer for {years} years.", "This is the second time it happened.",
+           "I need it before the weekend in {city}.", "It was meant to be a gift for my {relative}.",
            "Your website did not explain this clearly.", "I tried the help pages already.",
-           "My friend had the same issue.", "I would appreciate a fast answer.", "", "", ""]
+           "My {relative} had the same issue last {month}.", "I would appreciate a fast answer.",
+           "I ordered it on {month} {day} from {city}.", "I am writing from my {device}.",
+           "The total was {amount} including delivery.", "I placed the order {days} days ago.",
+           "My {relative} recommended your shop.", "I live in {city} if that matters."]
+CITIES = ["Lisbon", "Leeds", "Austin", "Lyon", "Osaka", "Accra", "Denver", "Porto", "Bergen",
+          "Turin", "Dublin", "Quito", "Perth", "Krakow", "Nairobi", "Boston"]
+RELATIVES = ["sister", "brother", "mother", "father", "colleague", "neighbour", "cousin", "son"]
+MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August",
+          "September", "October", "November", "December"]
+DEVICES = ["phone", "tablet", "work laptop", "old desktop", "smart TV"]
 ACKS = ["Thanks for reaching out.", "Thank you for contacting us.", "Sorry for the trouble.",
         "We understand how frustrating this is.", "Thanks for your patience.",
         "Happy to help with this.", "Good question.", ""]
@@ -205,7 +215,10 @@ def card_number(rng: random.Random, valid: bool) -> str:
 
 def _slots(rng: random.Random) -> dict:
     return {"product": rng.choice(PRODUCTS), "order": f"#{rng.randint(10000, 99999)}",
-            "days": rng.randint(2, 14), "amount": f"{rng.randint(5, 400)} euros"}
+            "days": rng.randint(2, 14), "amount": f"{rng.randint(5, 400)} euros",
+            "years": rng.randint(2, 12), "city": rng.choice(CITIES), "day": rng.randint(1, 28),
+            "relative": rng.choice(RELATIVES), "month": rng.choice(MONTHS),
+            "device": rng.choice(DEVICES)}
 
 
 def _join(*parts: str) -> str:
@@ -240,8 +253,9 @@ def clean_record(rng: random.Random, with_pii: bool) -> tuple[dict, list]:
     tracking = ""
     if category == "shipping" and rng.random() < 0.3:  # 16 digits that fail Luhn: not a card
         tracking = f"The tracking number is {card_number(rng, valid=False)}."
-    instruction = _join(rng.choice(OPENERS), question.format(**s), tracking,
-                        rng.choice(DETAILS), pii_sentence)
+    details = [d.format(**s) for d in rng.sample(DETAILS, 2)]
+    instruction = _join(rng.choice(OPENERS), question.format(**s), tracking, *details,
+                        pii_sentence)
     response = _join(greeting, rng.choice(ACKS), answer.format(**s), rng.choice(EXTRAS),
                      rng.choice(CLOSINGS))
     return {"instruction": instruction, "response": response, "category": category}, values
@@ -299,11 +313,13 @@ def noise_records(rng: random.Random, counts: dict) -> list[tuple[dict, str]]:
                      "response": " ".join(word() for _ in range(rng.randint(5, 12))),
                      "category": rng.choice(CATEGORIES)}, "gibberish"))
     for _ in range(counts["mojibake"]):
-        q, a, cat = rng.choice(MOJIBAKE_SOURCES)
+        k = rng.randrange(len(MOJIBAKE_SOURCES))
+        q, a, cat = MOJIBAKE_SOURCES[k]
         opener = rng.choice(OPENERS)
         garble = lambda t: t.encode("utf-8").decode("cp1252", errors="replace")
+        # rows from one source sentence are near copies of each other: one family
         out.append(({"instruction": garble(_join(opener, q)), "response": garble(a),
-                     "category": cat}, "mojibake"))
+                     "category": cat, "family": f"mojibake-{k}"}, "mojibake"))
     return out
 
 

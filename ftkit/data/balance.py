@@ -68,6 +68,13 @@ def minority_classes(counts: dict[str, int], share: float = 0.06) -> list[str]:
     return rare or [min(counts, key=counts.get)]
 
 
+def subsample(ds, max_samples: int, label_column: str = "label", seed: int = 0):
+    """At most ``max_samples`` rows (0 = all), drawn per class so the class shares stay the same."""
+    if max_samples <= 0 or max_samples >= len(ds):
+        return ds
+    return stratified_split(ds, label_column, 1 - max_samples / len(ds), seed)[0]
+
+
 def stratified_split(ds, label_column: str = "label", eval_fraction: float = 0.2,
                      seed: int = 0):
     """``(train_ds, eval_ds)`` with every class in the same proportion in both parts."""

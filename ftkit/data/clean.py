@@ -55,9 +55,14 @@ class Step:
 
 @dataclass
 class CleaningReport:
-    """The steps in order; ``table()`` for display, ``funnel()`` for the plot."""
+    """The steps in order; ``table()`` for display, ``funnel()`` for the plot.
+
+    ``inputs`` keeps the Dataset each step received (Arrow views, no copies), so a step can be
+    studied on exactly the rows it saw.
+    """
 
     steps: list[Step] = field(default_factory=list)
+    inputs: dict[str, datasets.Dataset] = field(default_factory=dict)
 
     def table(self) -> pd.DataFrame:
         return pd.DataFrame([{"step": s.name, "rows in": s.rows_in, "rows out": s.rows_out,
@@ -76,10 +81,8 @@ def _joined(ds: datasets.Dataset, columns=TEXT_COLUMNS) -> list[str]:
 
 def _replace_columns(ds: datasets.Dataset, new: dict[str, list]) -> datasets.Dataset:
     """``ds`` with some columns' values replaced, column order unchanged."""
-    order = ds.column_names
-    for c, values in new.items():
-        ds = ds.remove_columns(c).add_column(c, values)
-    return ds.select_columns(order)
+    columns = {c: new[c] if c in new else list(ds[c]) for c in ds.column_names}
+    return datasets.Dataset.from_dict(columns, features=ds.features)
 
 
 def _keep(ds: datasets.Dataset, name: str, keep: list[bool], texts: list[str], **details):
@@ -99,8 +102,13 @@ def exact_dedup(ds: datasets.Dataset, columns=TEXT_COLUMNS):
 
 
 def near_dedup(ds: datasets.Dataset, threshold: float = 0.5, num_perm: int = 128,
-               bands: int = 32, columns=TEXT_COLUMNS):
-    """Keep one row per MinHash-LSH cluster; details hold the clusters and the seconds taken."""
+               bands: int = 32, columns=("instruction",)):
+    """Keep one row per MinHash-LSH cluster; details hold the clusters and the seconds taken.
+
+    Compared on the instruction by default: a test question that is a near copy of a training
+    question is the leakage that matters, while answers written from a few house templates
+    are legitimately alike across different questions.
+    """
     texts = _joined(ds, columns)
     t0 = time.perf_counter()
     clusters = dedup.near_duplicate_clusters(texts, threshold, num_perm=num_perm, bands=bands)
@@ -113,7 +121,7 @@ def length_filter(ds: datasets.Dataset, min_words: int = 3, max_words: int = 250
                   columns=TEXT_COLUMNS):
     """Each text column has ``min_words`` or more words; all together at most ``max_words``."""
     texts = _joined(ds, columns)
-    counts = [[len(ds[c][i].split()) for c in columns] for i in range(len(ds))]
+    counts = list(zip(*([len(t.split()) for t in ds[c]] for c in columns)))  # (rows, columns)
     keep = [min(n) >= min_words and sum(n) <= max_words for n in counts]
     return _keep(ds, "length", keep, texts)
 
@@ -133,8 +141,9 @@ def repair_mojibake(ds: datasets.Dataset, columns=TEXT_COLUMNS):
     """Repair UTF-8-read-as-cp1252 text; drop rows that stay garbled."""
     fixed = {c: [fix_mojibake(t) for t in ds[c]] for c in columns}
     keep = [all(fixed[c][i] is not None for c in columns) for i in range(len(ds))]
-    changed = [ds[columns[0]][i] for i in range(len(ds))
-               if keep[i] and any(fixed[c][i] != ds[c][i] for c in columns)]
+    before = {c: list(ds[c]) for c in columns}
+    changed = [before[columns[0]][i] for i in range(len(ds))
+               if keep[i] and any(fixed[c][i] != before[c][i] for c in columns)]
     ds = _replace_columns(ds, {c: [t if t is not None else "" for t in fixed[c]] for c in columns})
     out, step = _keep(ds, "mojibake", keep, _joined(ds, columns))
     step.changed, step.examples = len(changed), (changed[:3] or step.examples)
@@ -180,15 +189,17 @@ def redact_pii(ds: datasets.Dataset, columns=TEXT_COLUMNS):
     return ds, step
 
 
-STEPS: dict[str, Callable] = {"exact duplicates": exact_dedup, "near duplicates": near_dedup,
-                              "length": length_filter, "mojibake": repair_mojibake,
-                              "language noise": language_filter, "PII redaction": redact_pii}
+# quality filters first, so that noise rows do not form duplicate clusters of their own
+STEPS: dict[str, Callable] = {"length": length_filter, "mojibake": repair_mojibake,
+                              "language noise": language_filter, "exact duplicates": exact_dedup,
+                              "near duplicates": near_dedup, "PII redaction": redact_pii}
 
 
 def clean_all(ds: datasets.Dataset, options: dict[str, dict] | None = None):
     """Run every step of ``STEPS`` in order; ``options`` maps a step name to its keyword args."""
     report = CleaningReport()
     for name, step_fn in STEPS.items():
+        report.inputs[name] = ds
         ds, step = step_fn(ds, **(options or {}).get(name, {}))
         report.steps.append(step)
     return ds, report

@@ -51,14 +51,14 @@ def jaccard(a: set, b: set) -> float:
     return len(a & b) / len(a | b) if a or b else 1.0
 
 
-def minhash_signatures(texts: list[str], num_perm: int = 128, seed: int = 0) -> np.ndarray:
-    """MinHash signatures ``(N, num_perm)`` as uint64."""
+def minhash_signatures(sets: list[set[int]], num_perm: int = 128, seed: int = 0) -> np.ndarray:
+    """MinHash signatures ``(N, num_perm)`` (uint64) of shingle sets."""
     rng = np.random.default_rng(seed)
     a = rng.integers(1, MERSENNE, size=num_perm, dtype=np.uint64)
     b = rng.integers(0, MERSENNE, size=num_perm, dtype=np.uint64)
-    sigs = np.empty((len(texts), num_perm), dtype=np.uint64)
-    for i, text in enumerate(texts):
-        x = np.fromiter(shingles(text), dtype=np.uint64)[:, None]  # (S, 1)
+    sigs = np.empty((len(sets), num_perm), dtype=np.uint64)
+    for i, shingle_set in enumerate(sets):
+        x = np.fromiter(shingle_set, dtype=np.uint64)[:, None]  # (S, 1)
         sigs[i] = ((a * x + b) % MERSENNE).min(axis=0)  # (S, P) -> (P,)
     return sigs
 
@@ -94,12 +94,17 @@ def clusters_from_pairs(n: int, pairs) -> list[int]:
 
 def near_duplicate_pairs(texts: list[str], threshold: float = 0.5, num_perm: int = 128,
                          bands: int = 32, seed: int = 0) -> set[tuple[int, int]]:
-    """Pairs whose estimated Jaccard similarity of word 3-grams is at least ``threshold``."""
+    """Pairs whose Jaccard similarity of word 3-grams is at least ``threshold``.
+
+    LSH proposes candidates; each is then checked with the exact Jaccard of its two shingle
+    sets (cheap, as candidates are few), which removes MinHash's estimation noise.
+    """
     if num_perm % bands:
         raise ValueError(f"num_perm={num_perm} must be a multiple of bands={bands}")
-    sigs = minhash_signatures(texts, num_perm, seed)
+    sets = [shingles(t) for t in texts]
+    sigs = minhash_signatures(sets, num_perm, seed)
     return {(i, j) for i, j in lsh_candidates(sigs, bands)
-            if (sigs[i] == sigs[j]).mean() >= threshold}
+            if jaccard(sets[i], sets[j]) >= threshold}
 
 
 def near_duplicate_clusters(texts: list[str], threshold: float = 0.5, **kwargs) -> list[int]:

@@ -84,5 +84,6 @@ def length_stats(lengths: np.ndarray, limit: int) -> dict:
     """Mean, median, 95th percentile, max and how many exceed ``limit`` tokens."""
     lengths = np.asarray(lengths)
     return {"rows": int(lengths.size), "mean": round(float(lengths.mean()), 1),
-            "p50": int(np.percentile(lengths, 50)), "p95": int(np.percentile(lengths, 95)),
+            "p50": round(float(np.percentile(lengths, 50))),
+            "p95": round(float(np.percentile(lengths, 95))),
             "max": int(lengths.max()), "limit": limit, "over_limit": int((lengths > limit).sum())}

@@ -165,6 +165,6 @@ def collect(sources: dict[str, datasets.Dataset]) -> datasets.Dataset:
             if col not in ds.column_names:
                 ds = ds.add_column(col, [None] * len(ds)).cast_column(col, datasets.Value("string"))
         ds = ds.select_columns(columns).add_column("source", [name] * len(ds))
-        parts.append(ds.cast(datasets.Features({c: datasets.Value("string")
-                                                for c in ds.column_names})))
+        strings = datasets.Features({c: datasets.Value("string") for c in ds.column_names})
+        parts.append(ds if ds.features == strings else ds.cast(strings))
     return datasets.concatenate_datasets(parts)

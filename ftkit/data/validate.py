@@ -50,10 +50,10 @@ def require_columns(ds: datasets.Dataset, schema: Schema) -> None:
         raise DataValidationError(f"missing column(s) {missing} in all {len(ds)} rows; the data "
                                   f"has {ds.column_names}; required: {schema.required}")
     for col in schema.text_columns:
-        dtype = ds.features[col]
-        if getattr(dtype, "dtype", None) not in ("string", "large_string"):
-            raise DataValidationError(f"column {col!r} has type {dtype}; expected text (string)"
-                                      f" in all {len(ds)} rows")
+        dtype = getattr(ds.features[col], "dtype", type(ds.features[col]).__name__)
+        if dtype not in ("string", "large_string"):
+            raise DataValidationError(f"column {col!r} has type {dtype} in all {len(ds)} rows; "
+                                      "expected text (string)")
 
 
 def check_types(ds: datasets.Dataset, schema: Schema) -> list[int]:

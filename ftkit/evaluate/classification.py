@@ -82,11 +82,13 @@ def comparison_figure(table, metrics=("macro_f1", "minority_f1", "pr_auc"), titl
 
 
 def confusion_figure(matrices: dict[str, np.ndarray], class_names: list[str]):
-    """Confusion matrices side by side (counts printed in the cells)."""
+    """Confusion matrices, two per row, coloured by row share, counts printed in the cells."""
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(matrices), figsize=(5 * len(matrices), 4.6), squeeze=False)
-    for ax, (name, cm) in zip(axes[0], matrices.items()):
+    cols = min(2, len(matrices))
+    rows = -(-len(matrices) // cols)  # ceiling division
+    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 4.8 * rows), squeeze=False)
+    for ax, (name, cm) in zip(axes.flat, matrices.items()):
         ax.imshow(cm / cm.sum(1, keepdims=True).clip(min=1), cmap="Blues", vmin=0, vmax=1)
         for (i, j), v in np.ndenumerate(cm):
             ax.text(j, i, str(v), ha="center", va="center", fontsize=7)
@@ -94,6 +96,8 @@ def confusion_figure(matrices: dict[str, np.ndarray], class_names: list[str]):
         ax.set_yticks(range(len(class_names)), class_names, fontsize=7)
         ax.set_title(name)
         ax.set_xlabel("predicted")
-    axes[0][0].set_ylabel("true")
+        ax.set_ylabel("true")
+    for ax in list(axes.flat)[len(matrices):]:
+        ax.axis("off")
     fig.tight_layout()
     return fig

@@ -26,7 +26,7 @@ def make_head(dim: int, n_classes: int, hidden: int = 0) -> nn.Module:
 
 def train_head(X: np.ndarray, y: np.ndarray, n_classes: int, *, loss: str = "ce",
                sampler: str = "shuffle", class_weight=None, gamma: float = 2.0,
-               epochs: int = 30, lr: float = 3e-3, batch_size: int = 64, hidden: int = 0,
+               epochs: int = 30, lr: float = 3e-3, batch_size: int = 128, hidden: int = 0,
                seed: int = 0) -> nn.Module:
     """Train a head on features ``X (N, D)`` and labels ``y (N,)``; returns it in eval mode.
 

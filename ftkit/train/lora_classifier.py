@@ -55,14 +55,14 @@ def lora_classifier(model, n_classes: int, lora_r: int = 8, lora_alpha: float = 
     """Wrap a transformers model: LoRA on its backbone, a new head; only those train.
 
     Args:
-        pooling: ``last`` for decoders, ``mean`` for encoders (default: chosen from the config).
+        pooling: ``last`` for decoders, ``mean`` for encoders (default: ``last`` when the
+            model can generate text).
     """
     from peft import LoraConfig, get_peft_model
 
     torch.manual_seed(seed)
     backbone = getattr(model, "base_model", model)
-    pooling = pooling or ("mean" if getattr(model.config, "is_encoder_decoder", False)
-                          or model.config.model_type == "bert" else "last")
+    pooling = pooling or ("last" if model.can_generate() else "mean")  # decoder vs encoder
     targets = target_modules if target_modules == "all-linear" else \
         [t.strip() for t in target_modules.split(",") if t.strip()]
     config = LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
@@ -107,7 +107,7 @@ def finetune(clf: PooledClassifier, tokenizer, texts: list[str], y: np.ndarray, 
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         sched.step()
-        losses.append(float(value))
+        losses.append(value.item())
     return losses
 
 

@@ -1,0 +1,180 @@
+"""The balancing methods of notebook 02 as recipes, and the comparison that runs them.
+
+A :class:`Recipe` combines one choice per lever of paper §3.1.3: how the training rows are
+re-sampled (``ftkit.data.balance``), which loss is used (``ftkit.train.losses``), how batches
+are drawn (``ftkit.train.sampling``) and whether several models are bagged
+(``ftkit.train.classifier.bagging``). :data:`RECIPES` names the eight compared methods;
+:func:`compare_heads` trains each on cached sentence embeddings for several seeds and averages
+the metrics of ``ftkit.evaluate.classification``; :func:`train_llm` applies a recipe to LoRA
+fine-tuning of a language model. The notebook's knobs are :class:`BalanceConfig`.
+Used in notebooks/02_data_balancing.ipynb.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..config import Section, param, register_section
+from ..data import balance
+from ..evaluate.classification import METRICS, classification_metrics
+from . import classifier, lora_classifier
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One balancing method: re-sampling, loss, batch sampler, and whether to bag an ensemble."""
+
+    resample: str = "none"
+    loss: str = "ce"
+    sampler: str = "shuffle"
+    ensemble: bool = False
+
+
+RECIPES: dict[str, Recipe] = {
+    "baseline": Recipe(), "oversample": Recipe(resample="oversample"),
+    "undersample": Recipe(resample="undersample"), "smote": Recipe(resample="smote"),
+    "class_weight": Recipe(loss="weighted"), "focal": Recipe(loss="focal"),
+    "balanced_batches": Recipe(sampler="balanced"), "ensemble": Recipe(ensemble=True),
+}
+TEXT_RECIPES = ("baseline", "oversample", "undersample", "class_weight", "focal",
+                "balanced_batches")  # SMOTE needs vectors; an LLM ensemble is too slow here
+
+
+@dataclass(frozen=True)
+class BalanceConfig(Section):
+    """Data and methods of the balancing comparison (paper §3.1.3, §3.5.3)."""
+
+    csv_path: str = param("../data/tickets/tickets.csv", "CSV with a text and a label column.")
+    encoder_name: str = param("minilm-l6", "Frozen sentence encoder for the embedding heads.")
+    head_methods: str = param(",".join(RECIPES), "Comma-separated methods for embedding heads.")
+    head_epochs: int = param(30, "Epochs per embedding head.", min=1, max=1000)
+    head_lr: float = param(3e-3, "AdamW learning rate of the embedding heads.", min=0.0,
+                           min_exclusive=True, max=1.0, log=True)
+    head_seeds: int = param(3, "Seeds averaged per embedding-head method.", min=1, max=20)
+    focal_gamma: float = param(2.0, "Focal loss focusing strength γ (0 = cross-entropy).",
+                               min=0.0, max=10.0, step=0.5)
+    ensemble_size: int = param(5, "Members of the balanced-bagging ensemble.", min=1, max=50)
+    minority_share: float = param(0.06, "A class below this share of rows is a minority.",
+                                  min=0.0, min_exclusive=True, max=0.5, step=0.01)
+    llm_methods: str = param("baseline,class_weight,balanced_batches",
+                             "Methods for LoRA fine-tuning of model_name ('' skips it).")
+    llm_steps: int = param(30, "Optimiser steps per LoRA fine-tuning run.", min=1, max=100000)
+
+    def check(self) -> None:
+        for name in ("head_methods", "llm_methods"):
+            allowed = RECIPES if name == "head_methods" else TEXT_RECIPES
+            bad = [m for m in parse_methods(getattr(self, name)) if m not in allowed]
+            if bad:
+                self.fail(name, f"unknown method(s) {bad}; choose from {list(allowed)}")
+        if "baseline" not in parse_methods(self.head_methods):
+            self.fail("head_methods", "must include 'baseline', the reference for the others")
+
+
+register_section("balance", BalanceConfig)
+
+
+def parse_methods(text: str) -> list[str]:
+    """``"baseline, focal"`` -> ``["baseline", "focal"]`` (empty string -> no methods)."""
+    return [m.strip() for m in text.split(",") if m.strip()]
+
+
+def cached_embeddings(texts: list[str], encoder_name: str, cache_dir: str | Path | None = None,
+                      batch_size: int = 64) -> np.ndarray:
+    """Sentence embeddings ``(N, H)``, computed once and then read from ``cache_dir``.
+
+    The file name hashes the encoder name and every text, so changed data is re-embedded.
+    ``cache_dir`` defaults to ``embeddings/`` in the ftkit cache (``$FTKIT_CACHE``).
+    """
+    if cache_dir is None:
+        from ..packs.core import cache_root
+
+        cache_dir = cache_root() / "embeddings"
+    digest = hashlib.sha256("\n".join([encoder_name, *texts]).encode()).hexdigest()[:16]
+    path = Path(cache_dir) / f"embeddings-{encoder_name.replace('/', '_')}-{digest}.npy"
+    if path.exists():
+        return np.load(path)
+    from ..embeddings import encode
+    from ..models import load
+
+    model, tokenizer = load(encoder_name)
+    X = encode(model.eval(), tokenizer, texts, batch_size=batch_size).numpy()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, X)
+    return X
+
+
+def train_head(name: str, X: np.ndarray, y: np.ndarray, n_classes: int, seed: int = 0,
+               gamma: float = 2.0, ensemble_size: int = 5, **head_kwargs):
+    """Train the embedding head of recipe ``name`` on features ``X (N, D)``, labels ``y``."""
+    recipe = RECIPES[name]
+    X_r, y_r = balance.resample(recipe.resample, X, y, seed)
+    weight = balance.class_weights(y, n_classes) if recipe.loss == "weighted" else None
+    kwargs = dict(loss=recipe.loss, sampler=recipe.sampler, class_weight=weight, gamma=gamma,
+                  **head_kwargs)
+    if recipe.ensemble:
+        return classifier.bagging(X_r, y_r, n_classes, ensemble_size, seed, **kwargs)
+    return classifier.train_head(X_r, y_r, n_classes, seed=seed, **kwargs)
+
+
+def compare_heads(methods: list[str], X_train, y_train, X_eval, y_eval, minority: list[int],
+                  seeds: list[int], progress=None, **train_kwargs):
+    """Metrics per method, averaged over ``seeds``, and each method's first-seed probabilities.
+
+    Returns:
+        ``(table, probas)``: a DataFrame (rows: methods, columns: METRICS and their ``_std``),
+        and ``{method: (N_eval, K) probabilities}``.
+    """
+    n_classes = int(max(y_train.max(), y_eval.max())) + 1
+    jobs = [(m, s) for m in methods for s in seeds]
+    rows, probas = [], {}
+    for method, seed in (progress or iter)(jobs):
+        head = train_head(method, X_train, y_train, n_classes, seed, **train_kwargs)
+        proba = classifier.predict_proba(head, X_eval)
+        probas.setdefault(method, proba)
+        rows.append({"method": method, **classification_metrics(y_eval, proba, minority)})
+    grouped = pd.DataFrame(rows).groupby("method", sort=False)[list(METRICS)]
+    return grouped.mean().join(grouped.std(ddof=0).add_suffix("_std")), probas
+
+
+def resampled_counts(methods: list[str], X, y, classes: list[str],
+                     seed: int = 0) -> dict[str, dict[str, int]]:
+    """Training rows per class after each method's re-sampling (for the distribution plot)."""
+    out = {}
+    for method in methods:
+        recipe = RECIPES[method]
+        if recipe.ensemble:  # what one bagging member sees
+            y_r = y[classifier.balanced_bootstrap(y, seed)]
+        else:
+            y_r = balance.resample(recipe.resample, X, y, seed)[1]
+        out[method] = balance.class_counts(y_r, classes)
+    return out
+
+
+def train_llm(name: str, model_name: str, texts: list[str], y: np.ndarray, n_classes: int, *,
+              seed: int = 0, gamma: float = 2.0, adapter: dict | None = None,
+              **finetune_kwargs):
+    """LoRA fine-tune ``model_name`` with recipe ``name``; returns ``(clf, tokenizer, losses)``.
+
+    Re-sampling recipes select rows of ``texts``; the model is loaded fresh for every call so
+    that methods do not share adapters.
+    """
+    from ..models import load
+
+    if name not in TEXT_RECIPES:
+        raise ValueError(f"{name!r} is not available for LLM fine-tuning; use one of "
+                         f"{list(TEXT_RECIPES)}")
+    recipe = RECIPES[name]
+    idx = np.arange(len(y))
+    if recipe.resample != "none":
+        idx = balance.INDEX_METHODS[recipe.resample](y, seed)
+    weight = balance.class_weights(y, n_classes) if recipe.loss == "weighted" else None
+    model, tokenizer = load(model_name)
+    clf = lora_classifier.lora_classifier(model, n_classes, seed=seed, **(adapter or {}))
+    losses = lora_classifier.finetune(
+        clf, tokenizer, [texts[i] for i in idx], y[idx], loss=recipe.loss,
+        sampler=recipe.sampler, class_weight=weight, gamma=gamma, seed=seed, **finetune_kwargs)
+    return clf, tokenizer, losses
