@@ -44,6 +44,7 @@ def lab(tmp_path_factory):
     browser = _browser()
     work = tmp_path_factory.mktemp("lab")
     shutil.copytree(ROOT / "notebooks", work / "notebooks")
+    shutil.copytree(ROOT / "data", work / "data")  # notebooks read ../data/...
     env = {**os.environ, "JUPYTER_CONFIG_DIR": str(work / "config"),
            "JUPYTER_RUNTIME_DIR": str(work / "runtime"),
            "JUPYTERLAB_SETTINGS_DIR": str(work / "settings"),
@@ -144,3 +145,61 @@ def test_setup_notebook_panel_edit_takes_effect(lab, page):
     plot.scroll_into_view_if_needed()
     assert plot.evaluate("img => img.naturalWidth") > 200, "the plot rendered"
     page.screenshot(path=str(ARTIFACTS / "00_plot_after_edit.png"), full_page=False)
+
+
+def _outputs(page) -> list[dict]:
+    """Every output of every cell, from the notebook model (the DOM holds only visible cells)."""
+    return page.evaluate("""() => {
+        const cells = window.jupyterapp.shell.currentWidget.content.model.cells;
+        const out = [];
+        for (let i = 0; i < cells.length; i++) {
+            const c = cells.get(i);
+            if (c.type === 'code') out.push(...c.outputs.toJSON());
+        }
+        return out;
+    }""")
+
+
+def _images(page) -> int:
+    return sum("image/png" in o.get("data", {}) for o in _outputs(page))
+
+
+def _errors(page) -> list[str]:
+    return [f"{o['ename']}: {o['evalue']}" for o in _outputs(page) if o["output_type"] == "error"]
+
+
+def _append_to_parameters(page, lines: str) -> None:
+    """Add assignments at the end of the parameters cell (the smoke sizes, for a quick run)."""
+    page.evaluate("""(extra) => {
+        const nb = window.jupyterapp.shell.currentWidget.content;
+        const cell = nb.widgets.find(c => (c.model.getMetadata('tags') || []).includes('parameters'));
+        cell.model.sharedModel.setSource(cell.model.sharedModel.getSource() + '\\n' + extra);
+    }""", lines)
+
+
+def test_training_notebook_live_plot_and_panel_edit(lab, page):
+    import yaml
+
+    smoke = yaml.safe_load((ROOT / "papermill_runs/profiles/smoke.yaml").read_text())
+    overrides = {"profile": "smoke", **smoke["notebooks"]["02_data_balancing"]}
+    _open(page, lab, "02_data_balancing.ipynb")
+    _append_to_parameters(page, "\n".join(f"{k} = {v!r}" for k, v in overrides.items()))
+    _run(page, "notebook:run-all-cells")
+    page.screenshot(path=str(ARTIFACTS / "02_first_run.png"), full_page=False)
+    assert not _errors(page)
+    first_images = _images(page)
+    assert first_images >= 4, "figures and the live loss plots rendered"
+    field = page.locator(".widget-inline-hbox:has(label:text-is('llm_steps')) input").first
+    field.scroll_into_view_if_needed()
+    field.fill("4")
+    field.press("Enter")
+    page.wait_for_timeout(500)
+    _select_cell(page, 3)  # the cell `cfg = panel.value`
+    _run(page, "notebook:run-cell-and-select-next")
+    _run(page, "notebook:run-all-below")
+    metrics = json.loads((lab["root"] / "outputs/02_data_balancing/metrics.json").read_text())
+    assert metrics["params"]["llm_steps"] == 4 and metrics["params"]["profile"] == "smoke"
+    assert not _errors(page) and _images(page) == first_images
+    loss_plot = page.locator(".jp-OutputArea-output img").last
+    loss_plot.scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "02_after_edit.png"), full_page=False)

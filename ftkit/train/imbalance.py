@@ -172,6 +172,9 @@ def train_llm(name: str, model_name: str, texts: list[str], y: np.ndarray, n_cla
     if recipe.resample != "none":
         idx = balance.INDEX_METHODS[recipe.resample](y, seed)
     weight = balance.class_weights(y, n_classes) if recipe.loss == "weighted" else None
+    from .callbacks import live_plot
+
+    finetune_kwargs.setdefault("plot", live_plot(f"{model_name} + LoRA: {name}", every=5))
     model, tokenizer = load(model_name)
     clf = lora_classifier.lora_classifier(model, n_classes, seed=seed, **(adapter or {}))
     losses = lora_classifier.finetune(

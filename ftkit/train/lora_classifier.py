@@ -87,8 +87,12 @@ def _autocast(bf16: bool):
 def finetune(clf: PooledClassifier, tokenizer, texts: list[str], y: np.ndarray, *,
              steps: int = 40, batch_size: int = 16, lr: float = 5e-4, loss: str = "ce",
              sampler: str = "shuffle", class_weight=None, gamma: float = 2.0,
-             max_length: int = 64, bf16: bool = True, seed: int = 0, progress=None) -> list[float]:
-    """Train ``clf`` for ``steps`` batches drawn by ``sampler``; returns the loss per step."""
+             max_length: int = 64, bf16: bool = True, seed: int = 0, progress=None,
+             plot=None) -> list[float]:
+    """Train ``clf`` for ``steps`` batches drawn by ``sampler``; returns the loss per step.
+
+    ``plot``: an optional ftkit.train.callbacks.LivePlotCallback fed with every step's loss.
+    """
     torch.manual_seed(seed)
     loss_fn = make_loss(loss, class_weight, gamma)
     params = [p for p in clf.parameters() if p.requires_grad]
@@ -108,6 +112,10 @@ def finetune(clf: PooledClassifier, tokenizer, texts: list[str], y: np.ndarray, 
         opt.step()
         sched.step()
         losses.append(value.item())
+        if plot is not None:
+            plot.add_train(step + 1, losses[-1])
+    if plot is not None:
+        plot.finish()
     return losses
 
 
