@@ -78,14 +78,14 @@ def subsample(ds, max_samples: int, label_column: str = "label", seed: int = 0):
 def stratified_split(ds, label_column: str = "label", eval_fraction: float = 0.2,
                      seed: int = 0):
     """``(train_ds, eval_ds)`` with every class in the same proportion in both parts."""
-    from sklearn.model_selection import train_test_split
+    from .split import split
 
     y, _ = label_ids(ds, label_column)
     if np.bincount(y).min() < 2:
         raise BalanceError("a class has a single row: a stratified split needs ≥ 2 per class")
-    train_idx, eval_idx = train_test_split(np.arange(len(ds)), test_size=eval_fraction,
-                                           stratify=y, random_state=seed)
-    return ds.select(np.sort(train_idx)), ds.select(np.sort(eval_idx))
+    train_idx, eval_idx = split(len(ds), "stratified", test_size=eval_fraction, seed=seed,
+                                labels=y)
+    return ds.select(train_idx), ds.select(eval_idx)
 
 
 def _check_labels(y: np.ndarray) -> np.ndarray:
