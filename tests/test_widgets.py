@@ -1,4 +1,6 @@
 """The widget panel: built from the config, unchanged when nobody edits it, validating edits."""
+import json
+
 import ipywidgets as w
 import pytest
 
@@ -72,3 +74,39 @@ def test_save_as_profile_reproduces_the_panel_values(cfg, tmp_path, monkeypatch)
     p.profile_name.value = "workshop"
     p._save_clicked()
     assert "Not saved" in p.saved.value and path.exists()
+
+
+@pytest.mark.slow
+def test_export_then_batch_run_gives_the_same_metrics(tmp_path, monkeypatch):
+    """Panel edit -> Save as profile -> ftkit run -> the notebook records the edited values."""
+    import shutil
+
+    import nbformat
+
+    from ftkit import profiles
+    from ftkit.runner import run_batch
+
+    nb_dir, prof_dir = tmp_path / "notebooks", tmp_path / "profiles"
+    nb_dir.mkdir(), prof_dir.mkdir()
+    shutil.copy(profiles.profiles_dir() / "workshop.yaml", prof_dir / "workshop.yaml")
+    params = nbformat.v4.new_code_cell('profile = "workshop"\noutput_dir = "out"\n'
+                                       'lr = 2e-4\nlora_r = 8\nlr_scheduler = "cosine"')
+    params.metadata["tags"] = ["parameters"]
+    body = nbformat.v4.new_code_cell(
+        "import ftkit as ft\ncfg = ft.config_from_params(globals())\n"
+        "ft.record('lr', cfg.train.lr)\nft.record('lora_r', cfg.adapter.lora_r)\n"
+        "ft.record('lr_scheduler', cfg.train.lr_scheduler)")
+    nb = nbformat.v4.new_notebook(cells=[params, body])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, nb_dir / "05_demo.ipynb")
+
+    monkeypatch.setenv("FTKIT_PROFILES_DIR", str(prof_dir))
+    p = panel(Config.from_params({"profile": "workshop", "lr": 2e-4, "lora_r": 8,
+                                  "lr_scheduler": "cosine"}))
+    p.widgets["lora_r"].value = 32
+    p.widgets["lr_scheduler"].value = "linear"
+    p.save_profile("edited", notebook="05_demo")
+    result = run_batch("edited", notebooks_dir=nb_dir, runs_dir=tmp_path / "runs", log=lambda _: None)
+    assert result.ok
+    recorded = json.loads((result.run_dir / result.results[0].metrics_file).read_text())["metrics"]
+    assert recorded == {"lr": p.value.train.lr, "lora_r": 32, "lr_scheduler": "linear"}
