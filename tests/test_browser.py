@@ -98,7 +98,8 @@ def page(lab):
 
 
 def _open(page, lab, notebook: str) -> None:
-    page.goto(f"{lab['url']}/lab/tree/{notebook}", wait_until="domcontentloaded")
+    # ?reset: a clean workspace, so the notebook of an earlier test is not restored beside it
+    page.goto(f"{lab['url']}/lab/tree/{notebook}?reset", wait_until="domcontentloaded")
     page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget "
                            "&& window.jupyterapp.shell.currentWidget.sessionContext "
                            "&& window.jupyterapp.shell.currentWidget.sessionContext.session "
@@ -106,14 +107,32 @@ def _open(page, lab, notebook: str) -> None:
                            timeout=60_000)
 
 
-def _run(page, command: str, timeout_s: float = 240) -> None:
-    """Execute a JupyterLab command and wait until the kernel is idle again."""
+_LAST_COUNT = """() => {
+    const cells = window.jupyterapp.shell.currentWidget.content.model.cells;
+    let last = null, error = false;
+    for (let i = 0; i < cells.length; i++) {
+        const c = cells.get(i);
+        if (c.type !== 'code') continue;
+        last = c.executionCount;
+        error = error || c.outputs.toJSON().some(o => o.output_type === 'error');
+    }
+    return {last: last, error: error};
+}"""
+
+
+def _run(page, command: str, timeout_s: float = 150) -> None:
+    """Execute a JupyterLab command; wait until the last code cell has run again (or an error).
+
+    The kernel goes idle between queued cells and the DOM holds only visible cells, so neither
+    tells that a run-all has finished; the last cell's execution count in the model does.
+    """
+    before = page.evaluate(_LAST_COUNT)["last"] or 0
     page.evaluate(f"window.jupyterapp.commands.execute('{command}')")
-    page.wait_for_timeout(1000)
-    page.wait_for_function("() => window.jupyterapp.shell.currentWidget.sessionContext"
-                           ".session.kernel.status === 'idle' && ![...document.querySelectorAll("
-                           "'.jp-InputPrompt')].some(p => p.textContent.includes('[*]'))",
+    page.wait_for_function(f"() => {{ const s = ({_LAST_COUNT})(); "
+                           f"return s.error || (s.last !== null && s.last > {before}); }}",
                            timeout=timeout_s * 1000)
+    page.wait_for_function("() => window.jupyterapp.shell.currentWidget.sessionContext"
+                           ".session.kernel.status === 'idle'", timeout=timeout_s * 1000)
 
 
 def _select_cell(page, index: int) -> None:
@@ -134,7 +153,6 @@ def test_setup_notebook_panel_edit_takes_effect(lab, page):
     assert "Valid" in " ".join(page.locator(".widget-html").all_inner_texts())
     page.screenshot(path=str(ARTIFACTS / "00_panel_edited.png"), full_page=False)
     _select_cell(page, 4)  # the cell `cfg = panel.value`
-    _run(page, "notebook:run-cell-and-select-next")
     _run(page, "notebook:run-all-below")
     page.screenshot(path=str(ARTIFACTS / "00_after_edit.png"), full_page=False)
     # The edit reached the experiment: the recorded parameters and the plot title say 256.
@@ -195,7 +213,6 @@ def test_training_notebook_live_plot_and_panel_edit(lab, page):
     field.press("Enter")
     page.wait_for_timeout(500)
     _select_cell(page, 3)  # the cell `cfg = panel.value`
-    _run(page, "notebook:run-cell-and-select-next")
     _run(page, "notebook:run-all-below")
     metrics = json.loads((lab["root"] / "outputs/02_data_balancing/metrics.json").read_text())
     assert metrics["params"]["llm_steps"] == 4 and metrics["params"]["profile"] == "smoke"
