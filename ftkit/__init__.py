@@ -16,7 +16,7 @@ _EXPORTS = {
     "RunConfig": "config", "ModelConfig": "config", "DataConfig": "config",
     "TrainConfig": "config", "AdapterConfig": "config",
     # runs.py: recorded metrics, claims and figures
-    "record": "runs", "claim": "runs", "save_figure": "runs",
+    "record": "runs", "record_table": "runs", "claim": "runs", "save_figure": "runs",
     # models.py / packs: the model registry and offline packs
     "load": "models", "load_model": "models", "load_tokenizer": "models",
     "known_models": "models",

@@ -176,13 +176,17 @@ class TrainConfig(Section):
 class AdapterConfig(Section):
     """Parameter-efficient fine-tuning method and its hyper-parameters (paper §6.3)."""
 
-    peft_method: Literal["full", "lora", "dora", "ia3"] = param(
-        "lora", "Which weights train: all (full), LoRA, DoRA or IA3 (paper §6.3).")
+    peft_method: Literal["full", "half", "lora", "dora", "ia3"] = param(
+        "lora", "Which weights train: all (full), half of each block (half, §6.4), LoRA, "
+        "DoRA or IA3 (paper §6.3).")
     lora_r: int = param(8, "LoRA rank r.", min=1, max=1024)
     lora_alpha: float = param(16.0, "LoRA scaling alpha (update scaled by alpha / r).",
                               min=0.0, min_exclusive=True, max=4096.0)
     lora_dropout: float = param(0.05, "Dropout on the LoRA input.", min=0.0, max=0.9, step=0.05)
     target_modules: str = param("all-linear", "Comma-separated module names, or all-linear.")
+    half_round_steps: int = param(
+        0, "Half fine-tuning: optimiser steps per round, each training another half "
+        "(0 = one round).", min=0)
 
     def check(self) -> None:
         if not self.target_modules.strip():

@@ -96,6 +96,63 @@ def peak_rss_mb() -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
 
+def current_rss_mb() -> float:
+    """Resident memory of this process now, in MB (Linux /proc; elsewhere the peak so far)."""
+    try:
+        pages = int(open("/proc/self/statm").read().split()[1])
+    except OSError:
+        return peak_rss_mb()
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def release_memory() -> None:
+    """Collect garbage and hand freed heap pages back to the OS (glibc), so that a following
+    memory measurement starts from what is really in use."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+class MemoryTracker:
+    """Peak resident memory while a block runs, sampled every ``interval`` s in a thread.
+
+    ``with MemoryTracker() as mem: ...`` then ``mem.peak_mb`` (absolute) and ``mem.delta_mb``
+    (peak minus the resident memory at the start): what the block itself needed.
+    """
+
+    def __init__(self, interval: float = 0.02) -> None:
+        self.interval, self.start_mb, self.peak_mb = interval, 0.0, 0.0
+        self._stop = None
+
+    def __enter__(self) -> "MemoryTracker":
+        import threading
+
+        release_memory()
+        self.start_mb = self.peak_mb = current_rss_mb()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.peak_mb = max(self.peak_mb, current_rss_mb())
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak_mb = max(self.peak_mb, current_rss_mb())
+
+    @property
+    def delta_mb(self) -> float:
+        return self.peak_mb - self.start_mb
+
+
 def progress(iterable=None, desc: str = "", total: int | None = None, **kwargs):
     """A progress bar: a widget bar interactively, plain text lines every 10 s in batch runs."""
     if headless():

@@ -42,3 +42,29 @@ def ms_per_token(model, tokenizer, prompt: str, new_tokens: int = 32, repeats: i
         produced = out.shape[1] - ids.shape[1]
         best = min(best, (time.perf_counter() - t0) * 1000 / max(produced, 1))
     return best
+
+
+@torch.inference_mode()
+def chat_batch(model, tokenizer, prompts: list[str], max_new_tokens: int = 48,
+               batch_size: int = 16, progress=None) -> list[str]:
+    """Greedy answers to many user prompts, ``batch_size`` at a time (left padding, KV cache).
+
+    ``progress`` wraps the batch iterator (e.g. ``ft.progress``) for a progress bar.
+    """
+    texts = [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
+                                           add_generation_prompt=True) for p in prompts]
+    side, tokenizer.padding_side = tokenizer.padding_side, "left"
+    has_bos = bool(tokenizer.bos_token) and all(t.startswith(tokenizer.bos_token) for t in texts)
+    starts = range(0, len(texts), batch_size)
+    answers: list[str] = []
+    try:
+        for i in (progress(starts, desc="generate") if progress else starts):
+            enc = tokenizer(texts[i:i + batch_size], return_tensors="pt", padding=True,
+                            add_special_tokens=not has_bos).to(model.device)
+            out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
+                                 pad_token_id=tokenizer.pad_token_id)
+            answers += tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:],
+                                              skip_special_tokens=True)
+    finally:
+        tokenizer.padding_side = side
+    return [a.strip() for a in answers]

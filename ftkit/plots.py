@@ -37,3 +37,23 @@ def bars(values: dict[str, float], title: str, ylabel: str, fmt: str = "{:.1f}",
     ax.margins(y=0.15)
     fig.tight_layout()
     return fig
+
+
+def bar_panels(table, columns: dict[str, str], title: str = "", log: Sequence[str] = ()):
+    """One small bar chart per column of ``table`` (rows = the compared variants), side by side;
+    ``columns`` maps a column to its panel title, ``log`` names columns drawn on a log scale."""
+    fig, axes = plt.subplots(1, len(columns), figsize=(2.9 * len(columns), 3.2), squeeze=False)
+    colors = plt.cm.tab10.colors[: len(table)]
+    for ax, (col, label) in zip(axes[0], columns.items()):
+        values = table[col].astype(float)
+        drawn = ax.bar([str(i) for i in table.index], values, color=colors)
+        ax.bar_label(drawn, labels=[f"{v:.3g}" for v in values], padding=2, fontsize=7)
+        ax.set_title(label, fontsize=9)
+        ax.tick_params(axis="x", labelsize=8, rotation=45)
+        ax.margins(y=0.2)
+        if col in log:
+            ax.set_yscale("log")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig

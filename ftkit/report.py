@@ -155,6 +155,9 @@ def _md_section(view: dict) -> str:
     if doc["metrics"]:
         rows = [[k, format_value(v)] for k, v in doc["metrics"].items()]
         out += ["### Metrics", "", _md_table(["Metric", "Value"], rows), ""]
+    for name, table in doc.get("tables", {}).items():
+        rows = [[format_value(v) for v in row] for row in table["rows"]]
+        out += [f"### Table: {name}", "", _md_table(table["columns"], rows), ""]
     if doc["claims"]:
         out += ["### Claims", ""] + [_md_claim(c) for c in doc["claims"]] + [""]
     if view["figures"]:
@@ -250,6 +253,10 @@ def _html_section(view: dict) -> str:
     if doc["metrics"]:
         rows = [[esc(k), esc(format_value(v))] for k, v in doc["metrics"].items()]
         out += ["<h3>Metrics</h3>", _html_table(["Metric", "Value"], rows)]
+    for name, table in doc.get("tables", {}).items():
+        rows = [[esc(format_value(v)) for v in row] for row in table["rows"]]
+        out += [f"<h3>Table: {esc(name)}</h3>",
+                _html_table([esc(str(c)) for c in table["columns"]], rows)]
     if doc["claims"]:
         out += ["<h3>Claims</h3>", "<ul>" + "".join(map(_html_claim, doc["claims"])) + "</ul>"]
     if view["figures"]:

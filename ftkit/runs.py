@@ -5,6 +5,7 @@ Notebooks call these functions instead of only printing numbers, so that the bat
 JSON file, rewritten atomically after each call::
 
     {"metrics": {name: value},
+     "tables": {name: {"columns": [...], "rows": [[...], ...]}},
      "claims": [{"text": ..., "ok": true, "detail": ...}],
      "figures": ["figures/loss.png"],
      "params": {...}}
@@ -67,7 +68,7 @@ def metrics_path() -> Path:
 
 def empty_metrics() -> dict:
     """A metrics document with nothing recorded yet."""
-    return {"metrics": {}, "claims": [], "figures": [], "params": {}}
+    return {"metrics": {}, "tables": {}, "claims": [], "figures": [], "params": {}}
 
 
 def load_metrics(path: str | os.PathLike) -> dict:
@@ -106,6 +107,26 @@ def record(name: str, value: Any) -> Any:
     shown = stored if isinstance(stored, str) else repr(stored)
     print(f"metric {name} = {shown}")
     return value
+
+
+def record_table(name: str, table: Any, digits: int = 4) -> Any:
+    """Store a results table (a pandas DataFrame; its index becomes the first column) so the
+    run report shows it whole; floats are rounded to ``digits``. Returns ``table``."""
+    import pandas as pd
+
+    _check_name(name)
+    plain_index = isinstance(table.index, pd.RangeIndex) and table.index.name is None
+    frame = table if plain_index else table.reset_index()
+    rows = [[round(v, digits) if isinstance(v, float) else v for v in row]
+            for row in to_jsonable(frame.values.tolist())]
+    stored = {"columns": [str(c) for c in frame.columns], "rows": rows}
+    if len(json.dumps(stored)) > MAX_METRIC_CHARS:
+        raise ValueError(f"table {name!r} is too large for the report; save it to a file")
+    doc = _read()
+    doc["tables"][name] = stored
+    _write(doc)
+    print(f"table {name}: {len(rows)} rows x {len(stored['columns'])} columns")
+    return table
 
 
 def claim(text: str, ok: bool, detail: str = "") -> bool:

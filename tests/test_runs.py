@@ -53,7 +53,7 @@ def test_record_prints_stores_and_returns(metrics_file, capsys):
     assert capsys.readouterr().out.splitlines() == ["metric loss = 0.25", "metric name = tiny"]
     doc = read(metrics_file)
     assert doc["metrics"] == {"loss": 0.25, "name": "tiny"}
-    assert set(doc) == {"metrics", "claims", "figures", "params"}
+    assert set(doc) == {"metrics", "tables", "claims", "figures", "params"}
 
 
 def test_record_converts_numpy_and_scalar_like_values(metrics_file):
@@ -141,3 +141,21 @@ def test_writes_leave_no_temporary_files(metrics_file):
     for i in range(5):
         runs.record(f"m{i}", i)
     assert sorted(p.name for p in metrics_file.parent.iterdir()) == ["metrics.json"]
+
+
+def test_record_table_is_stored_whole_and_shown_in_the_report(tmp_path, monkeypatch):
+    import pandas as pd
+
+    from ftkit import report
+
+    monkeypatch.setenv(runs.METRICS_ENV, str(tmp_path / "nb" / "metrics.json"))
+    table = pd.DataFrame({"score": [0.91234567, 0.5], "params": [10, 2000]},
+                         index=pd.Index(["lora", "full"], name="method"))
+    runs.record_table("results", table)
+    doc = runs.load_metrics(tmp_path / "nb" / "metrics.json")
+    assert doc["tables"]["results"] == {"columns": ["method", "score", "params"],
+                                        "rows": [["lora", 0.9123, 10], ["full", 0.5, 2000]]}
+    view = {"stem": "nb", "status": "passed", "seconds": 1.0, "doc": doc, "figures": []}
+    md = report._md_section(view)
+    assert "### Table: results" in md and "| lora | 0.9123 | 10 |" in md
+    assert "<h3>Table: results</h3>" in report._html_section(view)

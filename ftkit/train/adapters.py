@@ -3,6 +3,7 @@
 ``apply_method(model, adapter_cfg)`` returns the model ready to train with the method named by
 ``AdapterConfig.peft_method``; methods are entries of :data:`METHODS`, not branches.
 Unknown target modules are refused before any compute, with the Linear names the model has.
+Half fine-tuning needs a callback too (:func:`callbacks`).
 Used by ftkit.train.sft and the fine-tuning notebooks (05, 06, 07).
 """
 from __future__ import annotations
@@ -39,6 +40,13 @@ def _full(model: nn.Module, cfg: AdapterConfig) -> nn.Module:
     return model
 
 
+def _half(model: nn.Module, cfg: AdapterConfig) -> nn.Module:
+    """Half fine-tuning (§6.4): block weights trainable; ``callbacks`` freezes half per round."""
+    from .half import prepare
+
+    return prepare(model)
+
+
 def _lora(model: nn.Module, cfg: AdapterConfig, use_dora: bool = False) -> nn.Module:
     from peft import LoraConfig, get_peft_model
 
@@ -57,7 +65,7 @@ def _ia3(model: nn.Module, cfg: AdapterConfig) -> nn.Module:
     return get_peft_model(model, IA3Config(target_modules=targets, task_type="CAUSAL_LM"))
 
 
-METHODS = {"full": _full, "lora": _lora, "dora": partial(_lora, use_dora=True), "ia3": _ia3}
+METHODS = {"full": _full, "half": _half, "lora": _lora, "dora": partial(_lora, use_dora=True), "ia3": _ia3}
 
 
 def apply_method(model: nn.Module, cfg: AdapterConfig) -> nn.Module:
@@ -66,6 +74,15 @@ def apply_method(model: nn.Module, cfg: AdapterConfig) -> nn.Module:
         raise ConfigError(f"AdapterConfig.peft_method = {cfg.peft_method!r}: choose one of "
                           f"{list(METHODS)}")
     return METHODS[cfg.peft_method](model, cfg)
+
+
+def callbacks(model: nn.Module, cfg: AdapterConfig, seed: int = 0) -> list:
+    """Trainer callbacks a method needs (half fine-tuning's round-by-round freezing)."""
+    if cfg.peft_method == "half":
+        from .half import HalfFineTuning
+
+        return [HalfFineTuning(model, cfg.half_round_steps, seed)]
+    return []
 
 
 def trainable_summary(model: nn.Module) -> dict:
