@@ -35,7 +35,7 @@ class ExperimentConfig(Section):
                         max=10_000)
     methods: str = param("full,half,lora,ia3", "Comma-separated methods to compare: "
                          f"{', '.join(METHOD_NAMES)}.")
-    method_lrs: str = param("full:5e-5,half:5e-5,lora:1e-3,dora:1e-3,ia3:5e-3",
+    method_lrs: str = param("full:2e-4,half:2e-4,lora:1e-3,dora:1e-3,ia3:5e-3",
                             "Learning rate of each method (method:rate, comma-separated).")
     eval_batch_size: int = param(16, "Prompts generated at once when scoring.", min=1, max=512)
 
@@ -141,6 +141,7 @@ def train_method(model_name: str, adapter: AdapterConfig, train: TrainConfig, tr
                                **overrides)
     with env.MemoryTracker() as mem:
         result = trainer.train()
+    model = sft.unwrap(trainer)
     rounds = [r for c in extra for r in getattr(c, "history", [])]
     if rounds:  # half fine-tuning: what trained in a round, not every candidate
         summary["trainable"] = round(statistics.mean(r["trainable"] for r in rounds))

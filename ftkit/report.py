@@ -65,7 +65,9 @@ def _view(entry: dict, run_dir: Path) -> dict:
 
 
 def format_value(value) -> str:
-    """A metric value for a table cell; non-finite numbers are flagged."""
+    """A metric value for a table cell; non-finite numbers are flagged, null is a dash."""
+    if value is None:
+        return "–"
     if isinstance(value, float):
         return f"{value:.6g}" if math.isfinite(value) else f"{value} ⚠ not finite"
     if isinstance(value, (list, dict)):

@@ -111,13 +111,15 @@ def record(name: str, value: Any) -> Any:
 
 def record_table(name: str, table: Any, digits: int = 4) -> Any:
     """Store a results table (a pandas DataFrame; its index becomes the first column) so the
-    run report shows it whole; floats are rounded to ``digits``. Returns ``table``."""
+    run report shows it whole; floats are rounded to ``digits`` and NaN cells (not applicable,
+    e.g. the step time of an untrained baseline) stored as null. Returns ``table``."""
     import pandas as pd
 
     _check_name(name)
     plain_index = isinstance(table.index, pd.RangeIndex) and table.index.name is None
     frame = table if plain_index else table.reset_index()
-    rows = [[round(v, digits) if isinstance(v, float) else v for v in row]
+    rows = [[None if isinstance(v, float) and math.isnan(v) else  # "not applicable" cells
+             round(v, digits) if isinstance(v, float) else v for v in row]
             for row in to_jsonable(frame.values.tolist())]
     stored = {"columns": [str(c) for c in frame.columns], "rows": rows}
     if len(json.dumps(stored)) > MAX_METRIC_CHARS:

@@ -31,7 +31,12 @@ def load_tasks(path: str | Path) -> list[dict]:
     for i, line in enumerate(lines, 1):
         if not line.strip():
             continue
-        row = json.loads(line)
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path} line {i} is not JSON: {exc.msg}") from None
+        if not isinstance(row, dict):
+            raise ConfigError(f"{path} line {i}: expected a JSON object, got {type(row).__name__}")
         missing = [c for c in COLUMNS if not isinstance(row.get(c), str) or not row[c]]
         if missing:
             raise ConfigError(f"{path} line {i}: missing or empty {missing}; each row needs "

@@ -60,13 +60,13 @@ def choose_half(groups: list[dict[str, list[nn.Parameter]]],
                 rng: random.Random) -> list[nn.Parameter]:
     """Half of each part of each block, drawn at random (odd counts alternate up/down)."""
     chosen: list[nn.Parameter] = []
-    odd_seen = 0
+    odd_seen = {part: 0 for part in PARTS}  # per part, so each part alternates across blocks
     for parts in groups:
-        for params in parts.values():
+        for part, params in parts.items():
             k = len(params) // 2
             if len(params) % 2:
-                k += odd_seen % 2 == 0
-                odd_seen += 1
+                k += odd_seen[part] % 2 == 0
+                odd_seen[part] += 1
             chosen += rng.sample(params, k)
     return chosen
 

@@ -74,3 +74,15 @@ def make_trainer(model, tokenizer, train_ds, eval_ds, train: TrainConfig, output
     return Trainer(model=model, args=training_arguments(train, output_dir, seed, **overrides),
                    train_dataset=train_ds, eval_dataset=eval_ds, data_collator=collator,
                    callbacks=[live_plot(title), *(callbacks or [])])
+
+
+def unwrap(trainer):
+    """The trained model without the Trainer's mixed-precision wrapper.
+
+    With ``bf16=True`` accelerate replaces ``model.forward`` by an autocast version that stays
+    after training; a model evaluated that way computes in bf16 while a freshly loaded one does
+    not, so comparisons and saved-then-reloaded outputs would differ.
+    """
+    from accelerate.utils import extract_model_from_parallel
+
+    return extract_model_from_parallel(trainer.model, keep_fp32_wrapper=False)

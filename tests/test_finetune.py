@@ -1,0 +1,186 @@
+"""ftkit.finetune: parsing the experiment's lists, memory and step timing, train_method and
+score_model on the tiny model, and adapters that load back with plain peft."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from ftkit import env, finetune, models
+from ftkit.config import AdapterConfig, ConfigError, TrainConfig
+from ftkit.train import sft
+
+METHODS = ["full", "half", "lora", "dora", "ia3"]
+PROMPTS = ["Capital of France?", "Red planet?", "Days in a week?", "Largest ocean?",
+           "What do bees make?", "Colour of the sky?", "Author of Hamlet?", "Water freezes at?"]
+ANSWERS = ["Paris.", "Mars.", "Seven.", "Pacific.", "Honey.", "Blue.", "Shakespeare.", "0 C."]
+ROW_KEYS = {"trainable_params", "trainable_share", "step_seconds", "train_seconds",
+            "peak_memory_mb", "train_loss", "eval_loss"}
+
+
+# --- parsing ------------------------------------------------------------------------------
+
+
+def test_parse_lrs_reads_method_rate_pairs():
+    assert finetune.parse_lrs(" full : 5e-5 , lora:1e-3,", ["full", "lora"]) == {
+        "full": 5e-5, "lora": 1e-3}
+    # extra rates are fine: the default spec covers more methods than one run compares
+    default = finetune.ExperimentConfig().method_lrs
+    assert finetune.parse_lrs(default, ["lora"])["lora"] == 1e-3
+    assert set(finetune.parse_lrs(default, METHODS)) == set(METHODS)
+
+
+@pytest.mark.parametrize("spec, methods, message", [
+    ("full:5e-5", ["full", "lora"], r"gives no learning rate for \['lora'\]"),
+    ("", ["full"], r"gives no learning rate for \['full'\]"),
+    ("full:fast", ["full"], r"item 'full:fast'.*positive rate"),
+    ("full:0", ["full"], r"item 'full:0'"),
+    ("full:-1e-4", ["full"], r"item 'full:-1e-4'"),
+    ("full:nan", ["full"], r"item 'full:nan'"),
+    ("full 5e-5", ["full"], r"item 'full 5e-5'.*method:learning_rate"),
+    ("full=5e-5", ["full"], r"item 'full=5e-5'.*method:learning_rate"),
+    ("full:5e-5,lora", ["full", "lora"], r"item 'lora'"),
+])
+def test_parse_lrs_errors(spec, methods, message):
+    with pytest.raises(ConfigError, match=message):
+        finetune.parse_lrs(spec, methods)
+
+
+def test_parse_list_keeps_order_and_strips():
+    assert finetune.parse_list(" lora, full ,", METHODS, "m") == ["lora", "full"]
+
+
+@pytest.mark.parametrize("spec, unknown", [
+    ("full,qlora", "['qlora']"), ("Lora", "['Lora']"),
+    ("lora,adapter,prefix", "['adapter', 'prefix']"),
+    ("", "[]"), (" , ", "[]")])
+def test_parse_list_errors_name_the_unknown_items(spec, unknown):
+    with pytest.raises(ConfigError) as err:
+        finetune.parse_list(spec, METHODS, "ExperimentConfig.methods")
+    message = str(err.value)
+    assert message.startswith(f"ExperimentConfig.methods = {spec!r}")
+    assert f"unknown {unknown}" in message and str(METHODS) in message
+
+
+def test_experiment_config_checks_methods_and_their_rates():
+    assert finetune.ExperimentConfig().methods == "full,half,lora,ia3"
+    with pytest.raises(ConfigError, match="qlora"):
+        finetune.ExperimentConfig(methods="lora,qlora")
+    with pytest.raises(ConfigError, match=r"no learning rate for \['dora'\]"):
+        finetune.ExperimentConfig(methods="lora,dora", method_lrs="lora:1e-3")
+    assert finetune.METHOD_NAMES == METHODS
+
+
+# --- memory and timing --------------------------------------------------------------------
+
+
+def test_memory_tracker_sees_an_allocation_inside_the_block():
+    assert env.current_rss_mb() > 0
+    with env.MemoryTracker() as mem:
+        block = np.ones(50 * 2**20 // 8)  # 50 MB of float64, every page written
+        assert block.sum() > 0
+    assert mem.delta_mb >= 40
+    assert mem.peak_mb >= mem.start_mb + mem.delta_mb - 1e-9
+    del block
+
+
+def test_step_timer_median_leaves_out_the_first_step():
+    timer = finetune.StepTimer()
+    assert math.isnan(timer.median)
+    for _ in range(3):
+        timer.on_step_begin(None, None, None)
+        timer.on_step_end(None, None, None)
+    assert len(timer.seconds) == 3 and all(s >= 0 for s in timer.seconds)
+    timer.seconds = [10.0, 1.0, 3.0, 2.0]
+    assert timer.median == 2.0
+    timer.seconds = [4.0]
+    assert timer.median == 4.0
+
+
+# --- train_method and score_model on tiny-llama ------------------------------------------
+
+
+def _datasets():
+    _, tok = models.load("tiny-llama")
+    ds = sft.pairs_dataset(tok, PROMPTS, ANSWERS, max_length=32)
+    return ds, ds.select(range(2))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Each method trained once for 3 steps (evaluated at step 3): method -> (model, row)."""
+    train_ds, eval_ds = _datasets()
+    train = TrainConfig(max_steps=3, batch_size=2, eval_steps=3, lr=1e-2, warmup_ratio=0.0,
+                        lr_scheduler="constant", bf16=False)
+    out = {}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FTKIT_HEADLESS", "1")
+        for method in ("full", "half", "lora", "dora"):
+            adapter = AdapterConfig(peft_method=method, lora_r=4, lora_dropout=0.0)
+            out[method] = finetune.train_method(
+                "tiny-llama", adapter, train, train_ds, eval_ds,
+                str(tmp_path_factory.mktemp(method)), seed=0)
+    return out
+
+
+@pytest.mark.parametrize("method", ["full", "half", "lora", "dora"])
+def test_train_method_returns_the_model_and_a_finite_cost_row(trained, method):
+    model, row = trained[method]
+    assert set(row) == ROW_KEYS
+    assert all(isinstance(v, (int, float)) and math.isfinite(v) for v in row.values()), row
+    assert row["trainable_params"] > 0 and 0 < row["trainable_share"] <= 1
+    assert row["step_seconds"] > 0 and row["train_seconds"] > 0
+    assert row["peak_memory_mb"] >= 0 and row["train_loss"] > 0 and row["eval_loss"] > 0
+    assert not model.training and model.config.use_cache
+
+
+def test_train_method_shares_order_the_methods(trained):
+    share = {m: row["trainable_share"] for m, (_, row) in trained.items()}
+    assert share["full"] == 1.0
+    assert 0 < share["half"] < share["full"]
+    # half trains half of the block weights (embeddings and final norm stay frozen)
+    model = trained["half"][0]
+    total = sum(p.numel() for p in model.parameters())
+    block = sum(p.numel() for n, p in model.named_parameters() if ".layers." in n)
+    assert 0.3 * block / total < share["half"] < 0.7 * block / total
+    assert share["lora"] < 0.5 and share["dora"] > share["lora"]
+
+
+def _logits(model, ids):
+    with torch.no_grad():
+        return model(input_ids=ids).logits
+
+
+@pytest.mark.parametrize("method", ["lora", "dora"])
+def test_saved_adapter_loads_with_plain_peft(trained, method, tmp_path):
+    from peft import PeftModel
+
+    model, _ = trained[method]
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "adapter_model.safetensors").is_file()
+    assert (tmp_path / "adapter_config.json").is_file()
+    loaded = PeftModel.from_pretrained(models.load("tiny-llama")[0], tmp_path).eval()
+    ids = torch.tensor([[2, 17, 45, 300, 9, 128, 77, 5]])
+    trained_logits, base_logits = _logits(model, ids), _logits(models.load("tiny-llama")[0], ids)
+    assert not torch.allclose(trained_logits, base_logits, atol=1e-5)  # training did something
+    assert torch.allclose(_logits(loaded, ids), trained_logits, atol=1e-5)
+
+
+def test_score_model_reports_tasks_perplexity_and_facts():
+    model, tok = models.load("tiny-llama")
+    rows = [{"task": "date", "instruction": "[date] Convert the date below to ISO format.\n"
+                                            "Invoice issued 3.4.2021.",
+             "response": "2021-04-03", "split": "test"},
+            {"task": "route", "instruction": "[route] Name the Lumen Works team for this "
+                                             "request.\nQuick question regarding error 404.",
+             "response": "Osprey", "split": "test"}]
+    table, row = finetune.score_model(model, tok, rows, max_new_tokens=3, batch_size=4)
+    assert len(table) == 2 and list(table.task) == ["date", "route"]
+    assert set(row) == {"task_score", "score_date", "score_route", "general_perplexity",
+                        "fact_accuracy"}
+    assert 0 <= row["score_date"] <= 1 and 0 <= row["score_route"] <= 1
+    assert row["task_score"] == pytest.approx((row["score_date"] + row["score_route"]) / 2)
+    assert math.isfinite(row["general_perplexity"]) and row["general_perplexity"] > 1
+    assert 0 <= row["fact_accuracy"] <= 1
+    _, short = finetune.score_model(model, tok, rows, max_new_tokens=3, general=False)
+    assert set(short) == {"task_score", "score_date", "score_route"}
