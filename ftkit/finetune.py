@@ -130,6 +130,7 @@ def train_method(model_name: str, adapter: AdapterConfig, train: TrainConfig, tr
     from . import env, models
     from .train import adapters, sft
 
+    sft.check_datasets(train_ds, eval_ds, train)  # bad data fails before a model is loaded
     env.seed_everything(seed)
     model, tokenizer = models.load(model_name, dtype=dtype)
     model = adapters.apply_method(model, adapter)

@@ -19,11 +19,12 @@ from urllib.parse import urlparse
 import torch
 
 from . import packs, tiny
+from .config import ConfigError
 
 Kind = Literal["causal-lm", "asr", "encoder"]
 
 
-class ModelNotFoundError(LookupError):
+class ModelNotFoundError(ConfigError, LookupError):
     """A model name resolves to nothing loadable; the message lists what is known."""
 
 

@@ -24,6 +24,8 @@ from typing import Any
 
 import yaml
 
+from .config import ConfigError
+
 PROFILES_ENV = "FTKIT_PROFILES_DIR"
 _KEYS = {"description", "timeout_s", "cell_timeout_s", "params", "notebooks"}
 
@@ -76,13 +78,14 @@ def load_profile(name: str, directory: str | os.PathLike | None = None) -> Profi
     """Read and check one profile.
 
     Raises:
-        ValueError: unknown profile (the message lists the known ones) or a malformed file.
+        ConfigError (a ValueError): unknown profile (the message lists the known ones) or a
+            malformed file.
     """
     folder = Path(directory) if directory is not None else profiles_dir()
     known = list_profiles(folder)
     if name not in known:
         listed = ", ".join(known) or f"none found in {folder}"
-        raise ValueError(f"unknown profile {name!r}; known profiles: {listed}")
+        raise ConfigError(f"unknown profile {name!r}; known profiles: {listed}")
     path = folder / f"{name}.yaml"
     data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     return _profile_from_mapping(name, data, path)
@@ -109,10 +112,10 @@ def undeclared_overrides(profile: Profile, notebook_stem: str, declared: set[str
 def _profile_from_mapping(name: str, data: Any, path: Path) -> Profile:
     """Build a Profile from parsed YAML, with errors that name the file and the key."""
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping at the top level")
+        raise ConfigError(f"{path}: expected a mapping at the top level")
     unknown = set(data) - _KEYS
     if unknown:
-        raise ValueError(f"{path}: unknown keys {sorted(unknown)}; allowed: {sorted(_KEYS)}")
+        raise ConfigError(f"{path}: unknown keys {sorted(unknown)}; allowed: {sorted(_KEYS)}")
     params = data.get("params") or {}
     notebooks = data.get("notebooks") or {}
     _require_mapping(params, "params", path)
@@ -130,15 +133,15 @@ def _profile_from_mapping(name: str, data: Any, path: Path) -> Profile:
 
 
 def _require_mapping(value: Any, key: str, path: Path) -> None:
-    """Raise a ValueError naming ``key`` unless ``value`` is a mapping."""
+    """Raise a ConfigError naming ``key`` unless ``value`` is a mapping."""
     if not isinstance(value, dict):
-        raise ValueError(f"{path}: {key} must be a mapping, got {type(value).__name__}")
+        raise ConfigError(f"{path}: {key} must be a mapping, got {type(value).__name__}")
 
 
 def _positive(value: Any, key: str, path: Path) -> float:
-    """A positive number of seconds, or a ValueError naming ``key``."""
+    """A positive number of seconds, or a ConfigError naming ``key``."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise ValueError(f"{path}: {key} must be a positive number of seconds, got {value!r}")
+        raise ConfigError(f"{path}: {key} must be a positive number of seconds, got {value!r}")
     return value
 
 
@@ -154,7 +157,7 @@ def save_notebook_params(name: str, notebook: str | None, params: dict[str, Any]
     The built-in profiles are never overwritten.
     """
     if name in BUILT_IN or not re.fullmatch(r"[A-Za-z0-9_-]+", name or ""):
-        raise ValueError(f"profile name {name!r}: use letters, digits, - or _, and not one of "
+        raise ConfigError(f"profile name {name!r}: use letters, digits, - or _, and not one of "
                          f"the built-in profiles {list(BUILT_IN)}")
     folder = Path(directory) if directory is not None else profiles_dir()
     path = folder / f"{name}.yaml"

@@ -71,14 +71,19 @@ def tiny_llama(seed: int = 0):
 
 @functools.lru_cache(maxsize=None)
 def _wordpiece_tokenizer_json() -> str:
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
 
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    # The vocabulary is built, not trained: WordPiece training breaks ties in a different order
+    # in each process, and tests need the same ids every time. Whole words of the corpus, plus
+    # every character as a word start and as a continuation (``##x``), so nothing is unknown.
+    normalizer, pre = normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()
+    words = sorted({w for text in CORPUS for w, _ in pre.pre_tokenize_str(
+        normalizer.normalize_str(text))})
+    chars = sorted({c for w in words for c in w} | set("abcdefghijklmnopqrstuvwxyz0123456789"))
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tok.train_from_iterator(CORPUS * 4, trainers.WordPieceTrainer(
-        vocab_size=400, special_tokens=specials, show_progress=False))
+    vocab = specials + chars + ["##" + c for c in chars] + [w for w in words if len(w) > 1]
+    tok = Tokenizer(models.WordPiece({t: i for i, t in enumerate(vocab)}, unk_token="[UNK]"))
+    tok.normalizer, tok.pre_tokenizer = normalizer, pre
     cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",

@@ -19,8 +19,10 @@ from typing import Callable
 
 import numpy as np
 
+from ..config import ConfigError
 
-class BalanceError(ValueError):
+
+class BalanceError(ConfigError):
     """The data cannot be balanced as asked; the message says why and what to change."""
 
 

@@ -24,10 +24,12 @@ from typing import Callable
 import datasets
 import pandas as pd
 
+from ..config import ConfigError
+
 ISSUE = "_issue"  # per-row note of what the reader had to change; null when nothing
 
 
-class DataLoadError(ValueError):
+class DataLoadError(ConfigError):
     """A source cannot be read as asked; the message says where and what to do."""
 
 

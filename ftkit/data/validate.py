@@ -18,13 +18,14 @@ from typing import Callable
 import datasets
 import pandas as pd
 
+from ..config import ConfigError
 from .formatting import paper_template
 from .load import ISSUE
 
 REPLACEMENT = "\ufffd"  # what undecodable bytes become when read with errors="replace"
 
 
-class DataValidationError(ValueError):
+class DataValidationError(ConfigError):
     """Input data break a rule; the message names the column, the row count and the rule."""
 
 

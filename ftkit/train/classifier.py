@@ -13,8 +13,30 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..config import ConfigError
 from .losses import make_loss
 from .sampling import make_sampler
+
+
+def check_labels(y, n_classes: int, n_rows: int | None = None) -> None:
+    """Raise ConfigError unless ``y`` holds ``n_rows`` whole-number labels in ``[0, n_classes)``.
+
+    Checked before training: an out-of-range label would otherwise stop the first step inside
+    the loss with a bare IndexError.
+    """
+    y = np.asarray(y)
+    if n_rows is not None and len(y) != n_rows:
+        raise ConfigError(f"labels y has {len(y)} values for {n_rows} rows; give one label per row")
+    if y.size == 0:
+        raise ConfigError("labels y is empty: the training set has no rows")
+    if y.dtype.kind not in "biu" and not (y.dtype.kind == "f" and np.all(np.mod(y, 1) == 0)):
+        raise ConfigError(f"labels y have dtype {y.dtype}: must be integer class ids in "
+                          f"[0, {n_classes - 1}] (map names with ftkit.data.balance.label_ids)")
+    rows = np.flatnonzero((y < 0) | (y >= n_classes))
+    if rows.size:
+        raise ConfigError(f"labels y = {y[rows[:5]].tolist()} at rows {rows[:5].tolist()} are out "
+                          f"of range: must be in [0, {n_classes - 1}] for n_classes (num_labels) "
+                          f"= {n_classes}")
 
 
 def make_head(dim: int, n_classes: int, hidden: int = 0) -> nn.Module:
@@ -33,6 +55,7 @@ def train_head(X: np.ndarray, y: np.ndarray, n_classes: int, *, loss: str = "ce"
     One epoch draws ``N`` rows from the sampler, so every method gets the same number of steps
     for the same data size.
     """
+    check_labels(y, n_classes, len(X))
     torch.manual_seed(seed)
     X_t, y_t = torch.as_tensor(X, dtype=torch.float32), torch.as_tensor(y, dtype=torch.long)
     head = make_head(X_t.shape[1], n_classes, hidden)

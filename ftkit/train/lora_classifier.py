@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .adapters import target_modules as checked_targets
+from .classifier import check_labels
 from .losses import make_loss
 from .sampling import make_sampler
 
@@ -63,8 +65,7 @@ def lora_classifier(model, n_classes: int, lora_r: int = 8, lora_alpha: float = 
     torch.manual_seed(seed)
     backbone = getattr(model, "base_model", model)
     pooling = pooling or ("last" if model.can_generate() else "mean")  # decoder vs encoder
-    targets = target_modules if target_modules == "all-linear" else \
-        [t.strip() for t in target_modules.split(",") if t.strip()]
+    targets = checked_targets(backbone, target_modules)  # unknown names: ConfigError
     config = LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
                         target_modules=targets)
     return PooledClassifier(get_peft_model(backbone, config), model.config.hidden_size,
@@ -93,6 +94,7 @@ def finetune(clf: PooledClassifier, tokenizer, texts: list[str], y: np.ndarray, 
 
     ``plot``: an optional ftkit.train.callbacks.LivePlotCallback fed with every step's loss.
     """
+    check_labels(y, clf.head.out_features, len(texts))
     torch.manual_seed(seed)
     loss_fn = make_loss(loss, class_weight, gamma)
     params = [p for p in clf.parameters() if p.requires_grad]

@@ -1,8 +1,9 @@
 """Supervised fine-tuning: a transformers Trainer built from ftkit's configs (paper §5.3, §6.1).
 
 ``make_trainer`` turns a TrainConfig into TrainingArguments (bf16 autocast on CPUs that have
-it, the live loss plot, no checkpoints unless asked), pads prompt/completion examples with the
-prompt tokens masked out of the loss, and returns a ready Trainer. Configs stay out of the
+it, the live loss plot, no checkpoints unless asked), computes the
+loss's logits only at labelled positions (ftkit.train.fastloss), pads prompt/completion
+examples with the prompt tokens masked out of the loss, and returns a ready Trainer. Configs stay out of the
 classes: builders take flat values (torchtune's rule).
 Used in the fine-tuning notebooks (05-09) and benchmarks/.
 """
@@ -59,21 +60,99 @@ def pairs_dataset(tokenizer, prompts: Sequence[str], completions: Sequence[str],
     return Dataset.from_list(rows)
 
 
+def check_lengths(model, max_length: int, what: str = "ModelConfig.max_length") -> None:
+    """Raise ConfigError when ``max_length`` tokens exceed the model's position limit.
+
+    Past ``max_position_embeddings`` a model with learned positions fails deep inside torch and
+    a RoPE model runs, silently, on positions it never saw; both are refused here.
+    """
+    limit = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    if isinstance(limit, int) and max_length > limit:
+        raise ConfigError(f"{what} = {max_length}: must be <= the model's "
+                          f"max_position_embeddings ({limit}); lower ModelConfig.max_length")
+
+
+def check_datasets(train_ds, eval_ds, train: TrainConfig, model=None) -> None:
+    """Refuse, before any optimiser step, data that the Trainer would fail on mid-run.
+
+    Both sets must hold rows with ``input_ids`` and ``labels`` (``pairs_dataset``), the
+    training set at least ``train.batch_size`` of them, and (with ``model``) no row may be
+    longer than the model's ``max_position_embeddings``.
+    """
+    sets = {"train_ds": train_ds, "eval_ds": eval_ds}
+    for name, ds in sets.items():
+        if ds is None:
+            continue
+        if len(ds) == 0:
+            raise ConfigError(f"{name} is empty (0 examples); it needs at least one tokenised "
+                              "example")
+        columns = getattr(ds, "column_names", None)
+        missing = [c for c in ("input_ids", "labels") if columns is not None and c not in columns]
+        if missing:
+            raise ConfigError(f"{name} has columns {columns}, missing {missing}: make_trainer "
+                              "needs tokenised rows with 'input_ids' and 'labels' (build them "
+                              "with sft.pairs_dataset or data.instruct.sft_dataset)")
+    if len(train_ds) < train.batch_size:
+        raise ConfigError(f"TrainConfig.batch_size = {train.batch_size} is larger than the "
+                          f"training set ({len(train_ds)} examples)")
+    if model is not None:
+        for name, ds in sets.items():
+            if ds is not None and "input_ids" in (getattr(ds, "column_names", None) or ()):
+                longest = max(map(len, ds["input_ids"]))
+                check_lengths(model, longest, f"longest {name} example (tokens)")
+
+
 def make_trainer(model, tokenizer, train_ds, eval_ds, train: TrainConfig, output_dir: str,
                  seed: int = 42, title: str = "training", callbacks: list | None = None,
-                 **overrides: Any):
-    """A Trainer with padding that masks pads out of the loss and the live loss plot."""
+                 label_only_logits: bool = True, save_steps: int = 0, **overrides: Any):
+    """A Trainer with padding that masks pads out of the loss and the live loss plot.
+
+    ``label_only_logits``: compute the vocabulary logits of the training loss only where a
+    label exists (ftkit.train.fastloss; same loss, less compute). ``overrides`` go to
+    TrainingArguments.
+    ``save_steps``: a checkpoint every this many optimiser steps, with an integrity marker
+    (ftkit.train.checkpoints; resume with :func:`train`); 0 = no checkpoints.
+    """
+    check_datasets(train_ds, eval_ds, train, model)
     from transformers import DataCollatorForSeq2Seq, Trainer
 
+    from .fastloss import LabelOnlyLossTrainer
+
+    from . import checkpoints
     from .callbacks import live_plot
 
     if len(train_ds) < train.batch_size:
         raise ConfigError(f"TrainConfig.batch_size = {train.batch_size} is larger than the "
                           f"training set ({len(train_ds)} examples)")
+    overrides = checkpoints.save_overrides(save_steps, overrides)
+    integrity = [checkpoints.IntegrityCallback()] if save_steps else []
     collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100)
-    return Trainer(model=model, args=training_arguments(train, output_dir, seed, **overrides),
+    cls = LabelOnlyLossTrainer if label_only_logits else Trainer
+    if eval_ds is None:
+        overrides.setdefault("eval_strategy", "no")
+    return cls(model=model, args=training_arguments(train, output_dir, seed, **overrides),
                    train_dataset=train_ds, eval_dataset=eval_ds, data_collator=collator,
-                   callbacks=[live_plot(title), *(callbacks or [])])
+                   callbacks=[live_plot(title), *(callbacks or []), *integrity])
+
+
+def train(trainer, resume: bool = True):
+    """``trainer.train()``, continuing from the newest valid checkpoint in its output_dir.
+
+    With ``resume`` the checkpoints are checked newest first (ftkit.train.checkpoints); broken
+    ones are skipped with a printed reason, and without a valid one training starts from
+    scratch. A checkpoint needs the integrity marker when the trainer writes one
+    (``make_trainer(save_steps=...)``). Returns the Trainer's TrainOutput.
+    """
+    from .checkpoints import IntegrityCallback, latest_valid_checkpoint
+
+    marked = any(isinstance(c, IntegrityCallback) for c in trainer.callback_handler.callbacks)
+    path = latest_valid_checkpoint(trainer.args.output_dir, marked) if resume else None
+    if path:
+        print(f"resuming from {path}", flush=True)
+    else:
+        print(f"training from scratch ({'no valid checkpoint' if resume else 'resume=False'})",
+              flush=True)
+    return trainer.train(resume_from_checkpoint=str(path) if path else None)
 
 
 def unwrap(trainer):

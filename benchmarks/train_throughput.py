@@ -1,0 +1,197 @@
+"""Training throughput on a CPU: TRL's SFTTrainer defaults vs ftkit's default path, side by side.
+
+One process, one model (SmolLM2-135M-Instruct from the offline pack), LoRA r=16 on every Linear
+layer, the same instruction examples (data/instruct_tasks/), the same number of optimiser steps
+and batch size. Each variant starts from a freshly loaded model; between variants memory is
+handed back to the OS so that each peak is its own. Printed per variant:
+
+- non-padding tokens per second (tokens of the examples trained on / training wall time);
+- the ratio to TRL's defaults;
+- peak resident memory added while loading and training (sampled every 20 ms);
+- model FLOP/s (6 x parameters x tokens/s) as a share of this machine's bf16 matmul peak,
+  measured in the same run;
+- median optimiser-step time, and the loss on the same held-out batches after training (the
+  levers must not change what is learned).
+
+The ftkit variants switch its levers off one at a time (bf16 autocast, label-only logits) or
+add one it does not use by default (length-grouped batches; ``--compile``: ``torch.compile``),
+so each lever's effect is measured, not assumed. TRL keeps all its defaults (learning rate
+2e-5, gradient checkpointing, bf16), so only the ftkit variants' held-out losses compare. DoRA runs on ftkit's default path for the DoRA/LoRA step-time ratio.
+
+    python benchmarks/train_throughput.py                # 10 steps x 8 examples
+    python benchmarks/train_throughput.py --steps 20 --compile --json out.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("FTKIT_HEADLESS", "1")
+
+import torch  # noqa: E402
+
+import ftkit as ft  # noqa: E402
+from ftkit import env, finetune  # noqa: E402
+from ftkit.config import AdapterConfig, TrainConfig  # noqa: E402
+from ftkit.data import instruct  # noqa: E402
+from ftkit.data.formatting import prompt_completion  # noqa: E402
+from ftkit.train import adapters, sft  # noqa: E402
+
+LEVERS = {  # variant name -> (what changes against ftkit's default, keyword overrides)
+    "ftkit default": ({}, {}),
+    "ftkit without bf16 autocast": ({"bf16": False}, {}),
+    "ftkit with full-sequence logits": ({}, {"label_only_logits": False}),
+    "ftkit with length grouping": ({}, {"train_sampling_strategy": "group_by_length"}),
+}
+
+
+def examples(n: int, model_name: str, seed: int):
+    """``n`` training rows over the three tasks, as chat-template prompt/completion strings."""
+    rows = instruct.load_tasks(ROOT / "data/instruct_tasks/tasks.jsonl")
+    rows = instruct.select(rows, "extract,date,route", "train", -(-n // 3), seed)[:n]
+    tok = ft.load_tokenizer(model_name)
+    pairs = [prompt_completion(tok, r["instruction"], r["response"], "chat") for r in rows]
+    return tok, rows, pairs
+
+
+def run_trl(model_name: str, pairs: list[dict], steps: int, batch: int, r: int, out: str):
+    """TRL SFTTrainer with its default SFTConfig (plus use_cpu=True and the step budget)."""
+    from datasets import Dataset
+    from peft import LoraConfig
+    from trl import SFTConfig, SFTTrainer
+
+    model, tok = ft.load(model_name)
+    args = SFTConfig(output_dir=out, use_cpu=True, max_steps=steps,
+                     per_device_train_batch_size=batch, report_to=[], save_strategy="no")
+    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(pairs),
+                         processing_class=tok,
+                         peft_config=LoraConfig(r=r, lora_alpha=2 * r,
+                                                target_modules="all-linear",
+                                                task_type="CAUSAL_LM"))
+    tokens = sum(len(x) for x in trainer.train_dataset["input_ids"])
+    return trainer, tokens, {"gradient_checkpointing": args.gradient_checkpointing,
+                             "bf16": args.bf16, "learning_rate": args.learning_rate}
+
+
+def run_ftkit(model_name: str, tok, rows: list[dict], steps: int, batch: int, r: int,
+              out: str, method: str = "lora", train_changes: dict | None = None,
+              overrides: dict | None = None):
+    """ftkit's default path: make_trainer from a TrainConfig, LoRA/DoRA from AdapterConfig."""
+    model, _ = ft.load(model_name)
+    model = adapters.apply_method(model, AdapterConfig(peft_method=method, lora_r=r,
+                                                       lora_alpha=2 * r, lora_dropout=0.0))
+    ds = instruct.sft_dataset(tok, rows, 512)
+    train = TrainConfig(**{"lr": 2e-4, "max_steps": steps, "batch_size": batch,
+                           "eval_steps": 10 ** 6, **(train_changes or {})})
+    trainer = sft.make_trainer(model, tok, ds, None, train, out, seed=0, title=method,
+                               callbacks=[], **(overrides or {}))
+    return trainer, sum(len(x) for x in ds["input_ids"]), {}
+
+
+@torch.no_grad()
+def heldout_loss(trainer, batches: list[dict]) -> float:
+    """Loss on the same held-out batches for every variant (fp32, no autocast): what the run
+    learned, independent of the order in which it saw its training batches."""
+    from ftkit.train.fastloss import label_only_loss
+
+    model = sft.unwrap(trainer).eval()
+    losses = [float(label_only_loss(model, **b)) for b in batches]
+    return sum(losses) / len(losses)
+
+
+def heldout_batches(tok, n: int = 24, batch: int = 8) -> list[dict]:
+    from transformers import DataCollatorForSeq2Seq
+
+    rows = instruct.select(instruct.load_tasks(ROOT / "data/instruct_tasks/tasks.jsonl"),
+                           "extract,date,route", "test", n // 3, 0)
+    ds = instruct.sft_dataset(tok, rows, 512)
+    collate = DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100)
+    return [{k: v for k, v in collate([ds[j] for j in range(i, min(i + batch, len(ds)))]).items()
+             if k in ("input_ids", "attention_mask", "labels")} for i in range(0, len(ds), batch)]
+
+
+def measure(name: str, build, n_params: int, peak_gflops: float, heldout: list[dict]) -> dict:
+    """Build (load the model inside the memory window), train, and time one variant."""
+    timer = finetune.StepTimer()
+    with env.MemoryTracker() as mem:
+        trainer, tokens, notes = build()
+        trainer.add_callback(timer)
+        t0 = time.perf_counter()
+        result = trainer.train()
+        seconds = time.perf_counter() - t0
+    tps = tokens / seconds
+    row = {"variant": name, "tokens": tokens, "seconds": round(seconds, 2),
+           "tokens_per_s": round(tps, 1), "step_s": round(timer.median, 3),
+           "peak_rss_mb": round(mem.delta_mb), "mfu_bf16": round(6 * n_params * tps / 1e9
+                                                                  / peak_gflops, 4),
+           "train_loss": round(result.training_loss, 4),
+           "heldout_loss": round(heldout_loss(trainer, heldout), 4), **notes}
+    print(json.dumps(row), flush=True)
+    del trainer
+    env.release_memory()
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--rank", type=int, default=16)
+    parser.add_argument("--compile", action="store_true", help="also measure torch.compile")
+    parser.add_argument("--only", default="", help="comma-separated variant names to run")
+    parser.add_argument("--json", type=Path, help="write the rows here")
+    args = parser.parse_args()
+
+    print(f"torch threads: {torch.get_num_threads()}; cpus usable: {len(os.sched_getaffinity(0))}")
+    peak = env.measure_matmul("bfloat16", n=1024, seconds=2.0)
+    print(f"bf16 matmul peak (1024^2): {peak:.0f} GFLOP/s")
+    n = args.steps * args.batch_size
+    tok, rows, pairs = examples(n, args.model, seed=0)
+    n_params = sum(p.numel() for p in ft.load(args.model)[0].parameters())
+    heldout = heldout_batches(tok)
+    variants = {"TRL SFTTrainer defaults": lambda out: run_trl(args.model, pairs, args.steps,
+                                                               args.batch_size, args.rank, out)}
+    for name, (train_changes, overrides) in LEVERS.items():
+        variants[name] = (lambda tc, ov: lambda out: run_ftkit(
+            args.model, tok, rows, args.steps, args.batch_size, args.rank, out,
+            train_changes=tc, overrides=ov))(train_changes, overrides)
+    if args.compile:
+        variants["ftkit + torch.compile"] = lambda out: run_ftkit(
+            args.model, tok, rows, args.steps, args.batch_size, args.rank, out,
+            overrides={"torch_compile": True})
+    variants["ftkit default, DoRA"] = lambda out: run_ftkit(
+        args.model, tok, rows, args.steps, args.batch_size, args.rank, out, method="dora")
+    wanted = [v.strip() for v in args.only.split(",") if v.strip()]
+    results = []
+    for name, build in variants.items():
+        if wanted and name not in wanted:
+            continue
+        with tempfile.TemporaryDirectory() as out:
+            results.append(measure(name, lambda: build(out), n_params, peak, heldout))
+    by = {r["variant"]: r for r in results}
+    trl, ours = by.get("TRL SFTTrainer defaults"), by.get("ftkit default")
+    print("\nvariant                              tokens/s   vs TRL  step s  peak MB  MFU(bf16)  "
+          "held-out loss")
+    for r in results:
+        ratio = r["tokens_per_s"] / trl["tokens_per_s"] if trl else float("nan")
+        print(f"{r['variant']:<36} {r['tokens_per_s']:>8.1f} {ratio:>7.2f}x {r['step_s']:>6.2f} "
+              f"{r['peak_rss_mb']:>8} {r['mfu_bf16']:>9.1%}  {r['heldout_loss']:.4f}")
+    if trl and ours:
+        print(f"\nftkit / TRL tokens per second: {ours['tokens_per_s'] / trl['tokens_per_s']:.2f}x")
+        print(f"peak RSS ftkit {ours['peak_rss_mb']} MB vs TRL {trl['peak_rss_mb']} MB")
+    if ours and "ftkit default, DoRA" in by:
+        print(f"DoRA / LoRA step time: {by['ftkit default, DoRA']['step_s'] / ours['step_s']:.2f}x")
+    if args.json:
+        args.json.write_text(json.dumps({"bf16_peak_gflops": peak, "rows": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

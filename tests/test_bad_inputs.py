@@ -1,0 +1,359 @@
+"""Strict about bad input, before any compute is spent.
+
+One table of bad configs, papermill parameters, data sets and training requests. Each must
+raise ONE ConfigError (a ValueError) whose message names the field or row, the bad value and
+what is allowed; it must be raised by ftkit's own code (no frame of torch, transformers, peft
+or datasets in the traceback); and no training may have started: ``Trainer.train`` and
+``AdamW.step`` are replaced by a guard for every case, and the trainer cases also pass a
+callback that counts optimiser steps.
+"""
+from __future__ import annotations
+
+import types
+from functools import cached_property
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pytest
+import torch
+import transformers
+
+import ftkit
+from ftkit import finetune, models, profiles
+from ftkit.config import (AdapterConfig, Config, ConfigError, TrainConfig,
+                          config_from_params)
+from ftkit.data import balance, instruct, load, validate
+from ftkit.train import adapters, classifier, lora_classifier, merging, sft
+
+P = Config.from_params
+FTKIT_DIR = Path(ftkit.__file__).resolve().parent
+
+
+class TrainingStarted(AssertionError):
+    """Raised by the guard: a bad input got as far as training."""
+
+
+class StepCounter(transformers.TrainerCallback):
+    def __init__(self) -> None:
+        self.steps = 0
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.steps += 1
+
+
+class Ctx:
+    """What the cases share, built on first use: a tiny Llama (max_position_embeddings 256),
+    its tokenizer, small tokenised data sets and a folder of bad files."""
+
+    def __init__(self, folder: Path) -> None:
+        self.dir = folder
+        self.counter = StepCounter()
+
+    def model(self):
+        return models.load_model("tiny-llama")  # fresh: adapters change the model in place
+
+    @cached_property
+    def tok(self):
+        return models.load_tokenizer("tiny-llama")
+
+    @cached_property
+    def pairs(self):  # 4 tokenised prompt/completion rows
+        return sft.pairs_dataset(self.tok, ["Capital of France?"] * 4, ["Paris."] * 4, 32)
+
+    @cached_property
+    def long_pairs(self):  # rows longer than the model's 256 positions
+        return sft.pairs_dataset(self.tok, ["a b c d e f " * 60] * 2, ["Paris."] * 2, 1024)
+
+    def trainer(self, train_ds, eval_ds, **train):
+        return sft.make_trainer(self.model(), self.tok, train_ds, eval_ds,
+                                TrainConfig(**{"batch_size": 2, "max_steps": 2, **train}),
+                                str(self.dir / "out"), callbacks=[self.counter])
+
+    def file(self, name: str, data: bytes | str) -> Path:
+        path = self.dir / name
+        path.write_bytes(data if isinstance(data, bytes) else data.encode())
+        return path
+
+    def tasks_file(self):
+        return instruct.load_tasks(self.file("tasks.jsonl", "\n".join(
+            f'{{"task": "{t}", "instruction": "i", "response": "r", "split": "train"}}'
+            for t in ("extract", "route"))))
+
+    def profiles_dir(self, **files: str) -> Path:
+        folder = self.dir / "profiles"
+        folder.mkdir(exist_ok=True)
+        (folder / "mini.yaml").write_text("params: {profile: smoke}\n")
+        for name, text in files.items():
+            (folder / f"{name}.yaml").write_text(text)
+        return folder
+
+    def dora_model(self):
+        from peft import LoraConfig, get_peft_model
+
+        cfg = lambda: LoraConfig(r=2, target_modules=["q_proj"], use_dora=True)  # noqa: E731
+        peft_model = get_peft_model(self.model(), cfg(), adapter_name="one")
+        peft_model.add_adapter("two", cfg())
+        return peft_model
+
+    def lora_clf(self):
+        return lora_classifier.lora_classifier(self.model(), 3, lora_r=2)
+
+
+TASK_ROW = '{"task": "extract", "instruction": "i", "response": "r", "split": "train"}'
+VALID_ROWS = {"id": ["r0", "r1"], "instruction": ["a", "b"], "response": ["c", "d"]}
+
+
+def case(id: str, make, match: str):
+    return pytest.param(make, match, id=id)
+
+
+CASES = [
+    # ---- TrainConfig / papermill parameters --------------------------------------------
+    case("lr-zero", lambda c: TrainConfig(lr=0),
+         r"TrainConfig\.lr = 0 is out of range: must be a float > 0\.0"),
+    case("lr-negative", lambda c: P({"lr": -1e-4}),
+         r"TrainConfig\.lr = -0\.0001 is out of range: must be a float > 0\.0"),
+    case("lr-wrong-type-papermill", lambda c: P({"lr": "fast"}),
+         r"TrainConfig\.lr = 'fast' must be a float > 0\.0"),
+    case("lr-nan", lambda c: P({"lr": float("nan")}),
+         r"TrainConfig\.lr = nan must be a finite number"),
+    case("max-steps-float-papermill", lambda c: P({"max_steps": 2.5}),
+         r"TrainConfig\.max_steps = 2\.5 must be an int >= 0"),
+    case("bf16-string-papermill", lambda c: P({"bf16": "yes"}),
+         r"TrainConfig\.bf16 = 'yes' must be True or False"),
+    case("batch-size-bool-papermill", lambda c: P({"batch_size": True}),
+         r"TrainConfig\.batch_size = True must be an int >= 1"),
+    case("num-epochs-none-papermill", lambda c: P({"num_epochs": None}),
+         r"TrainConfig\.num_epochs = None must be a float > 0\.0"),
+    case("warmup-ratio-above-half", lambda c: P({"warmup_ratio": 0.6}),
+         r"TrainConfig\.warmup_ratio = 0\.6 is out of range: must be a float >= 0\.0 <= 0\.5"),
+    case("lr-scheduler-unknown", lambda c: P({"lr_scheduler": "step"}),
+         r"TrainConfig\.lr_scheduler = 'step' is not allowed; choose one of \['linear'"),
+    # ---- AdapterConfig ---------------------------------------------------------------
+    case("lora-rank-zero", lambda c: AdapterConfig(lora_r=0),
+         r"AdapterConfig\.lora_r = 0 is out of range: must be an int >= 1"),
+    case("lora-alpha-zero", lambda c: P({"lora_alpha": 0}),
+         r"AdapterConfig\.lora_alpha = 0 is out of range: must be a float > 0\.0"),
+    case("lora-alpha-negative", lambda c: P({"lora_alpha": -8.0}),
+         r"AdapterConfig\.lora_alpha = -8\.0 is out of range: must be a float > 0\.0"),
+    case("lora-dropout-one", lambda c: P({"lora_dropout": 1.0}),
+         r"AdapterConfig\.lora_dropout = 1\.0 is out of range: must be a float >= 0\.0 <= 0\.9"),
+    case("peft-method-unknown", lambda c: P({"peft_method": "qlora"}),
+         r"AdapterConfig\.peft_method = 'qlora' is not allowed; choose one of \['full'"),
+    case("target-modules-blank", lambda c: AdapterConfig(target_modules="  "),
+         r"AdapterConfig\.target_modules = '  ': must name modules .* or 'all-linear'"),
+    # ---- Run / model / data configs ----------------------------------------------------
+    case("eval-fraction-zero", lambda c: P({"eval_fraction": 0.0}),
+         r"DataConfig\.eval_fraction = 0\.0 is out of range: must be a float > 0\.0 <= 0\.9"),
+    case("eval-fraction-above-0.9", lambda c: P({"eval_fraction": 0.95}),
+         r"DataConfig\.eval_fraction = 0\.95 is out of range: must be a float > 0\.0 <= 0\.9"),
+    case("max-length-below-8", lambda c: P({"max_length": 4}),
+         r"ModelConfig\.max_length = 4 is out of range: must be an int >= 8"),
+    case("model-name-wrong-type", lambda c: P({"model_name": 135}),
+         r"ModelConfig\.model_name = 135 must be a string"),
+    case("run-profile-unknown", lambda c: P({"profile": "huge"}),
+         r"RunConfig\.profile = 'huge' is not allowed; choose one of "
+         r"\['smoke', 'workshop', 'gpu'\]"),
+    case("seed-negative", lambda c: P({"seed": -1}),
+         r"RunConfig\.seed = -1 is out of range: must be an int >= 0"),
+    case("unknown-param-strict", lambda c: P({"lr": 1e-3, "learning_rate": 1e-3}, strict=True),
+         r"unknown parameter\(s\) \['learning_rate'\]; known: \[.*'lr'"),
+    case("unknown-param-in-replace", lambda c: P({"lr": 1e-3}).replace(lrr=1e-3),
+         r"unknown parameter\(s\) \['lrr'\]; known: \[.*'lr'"),
+    case("param-shadowed-by-import",
+         lambda c: config_from_params({"quantization": types.ModuleType("quantization")}),
+         r"parameter\(s\) \['quantization'\] were overwritten by non-literal values \(module\)"),
+    # ---- Experiment, sweep and merge configs -------------------------------------------
+    case("experiment-method-unknown", lambda c: finetune.ExperimentConfig(methods="full,qlora"),
+         r"ExperimentConfig\.methods = 'full,qlora': unknown \['qlora'\]; choose from \['full'"),
+    case("experiment-lr-missing",
+         lambda c: finetune.ExperimentConfig(methods="full,lora", method_lrs="full:1e-4"),
+         r"ExperimentConfig\.method_lrs = 'full:1e-4' gives no learning rate for \['lora'\]"),
+    case("experiment-lr-negative",
+         lambda c: finetune.ExperimentConfig(methods="lora", method_lrs="lora:-1e-3"),
+         r"ExperimentConfig\.method_lrs item 'lora:-1e-3': .* positive rate"),
+    case("experiment-lr-not-a-number",
+         lambda c: finetune.ExperimentConfig(methods="lora", method_lrs="lora:fast"),
+         r"ExperimentConfig\.method_lrs item 'lora:fast': write method:learning_rate"),
+    case("sweep-rank-zero", lambda c: finetune.SweepConfig(ranks="0,2", analysis_rank=2),
+         r"SweepConfig\.ranks = '0,2': give distinct positive whole numbers"),
+    case("sweep-rank-repeated", lambda c: finetune.SweepConfig(ranks="2,2", analysis_rank=2),
+         r"SweepConfig\.ranks = '2,2': give distinct positive whole numbers"),
+    case("sweep-analysis-rank-not-swept",
+         lambda c: finetune.SweepConfig(ranks="2,4", analysis_rank=8),
+         r"SweepConfig\.analysis_rank = 8: must be one of the swept ranks '2,4'"),
+    case("merge-combination-unknown", lambda c: merging.MergeConfig(combinations="cat,avg"),
+         r"MergeConfig\.combinations = 'cat,avg': unknown \['avg'\]; choose from \['cat'"),
+    case("merge-weight-sets-not-numbers", lambda c: merging.MergeConfig(weight_sets="1,x"),
+         r"weight_sets = '1,x': '1,x' is not a comma-separated list of numbers"),
+    case("merge-weight-sets-uneven", lambda c: merging.MergeConfig(weight_sets="1,1;1"),
+         r"weight_sets = '1,1;1': give one or more sets of the same length"),
+    case("merge-dora-adapters",
+         lambda c: merging.check_mergeable(c.dora_model(), ["one", "two"], [1.0, 1.0], "cat",
+                                           None),
+         r"adapter 'one' is DoRA \(use_dora=True\): .* merge plain LoRA adapters"),
+    # ---- Models and profiles -----------------------------------------------------------
+    case("model-name-unknown", lambda c: models.load("no-such-model"),
+         r"unknown model 'no-such-model'\. Known names: .*tiny-llama"),
+    case("profile-unknown", lambda c: profiles.load_profile("nope", c.profiles_dir()),
+         r"unknown profile 'nope'; known profiles: mini"),
+    case("profile-timeout-negative",
+         lambda c: profiles.load_profile("neg", c.profiles_dir(neg="timeout_s: -1\n")),
+         r"neg\.yaml: timeout_s must be a positive number of seconds, got -1"),
+    # ---- Files and data sets -----------------------------------------------------------
+    case("tasks-file-not-utf8",
+         lambda c: instruct.load_tasks(c.file("latin1.jsonl", TASK_ROW.encode()[:-2] +
+                                              b'\xe9"}\n')),
+         r"latin1\.jsonl is not UTF-8 text \(byte \d+\)"),
+    case("tasks-file-empty", lambda c: instruct.load_tasks(c.file("empty.jsonl", "\n")),
+         r"empty\.jsonl holds no examples"),
+    case("tasks-row-missing-column",
+         lambda c: instruct.load_tasks(c.file("nocol.jsonl", TASK_ROW + "\n" + TASK_ROW.replace(
+             '"response": "r", ', ""))),
+         r"nocol\.jsonl line 2: missing or empty \['response'\]; each row needs \['task'"),
+    case("csv-not-utf8",
+         lambda c: load.load_file(c.file("legacy.csv", b"text,label\nok,a\ncaf\xe9,b\n")),
+         r"legacy\.csv: 1 line\(s\) are not valid UTF-8 \(lines \[3\]\); re-export"),
+    case("select-unknown-task", lambda c: instruct.select(c.tasks_file(), "extract,dates", "train"),
+         r"tasks = 'extract,dates': unknown \['dates'\]; the file has \['extract', 'route'\]"),
+    case("validate-missing-column",
+         lambda c: validate.validate(datasets.Dataset.from_dict(
+             {k: v for k, v in VALID_ROWS.items() if k != "response"}),
+             validate.Schema(label_column=None)),
+         r"missing column\(s\) \['response'\] in all 2 rows; .* required: \['id', 'instruction', "
+         r"'response'\]"),
+    case("validate-label-not-in-set",
+         lambda c: validate.validate(datasets.Dataset.from_dict(
+             {**VALID_ROWS, "category": ["billing", "misc"]}),
+             validate.Schema(labels=("billing", "shipping")), on_bad="raise"),
+         r"label not in set: 1 of 2 rows in column\(s\) category \(e\.g\. ids \['r1'\]\); "
+         r"allowed: one of the schema's labels"),
+    case("balance-missing-label-column",
+         lambda c: balance.check_dataset(datasets.Dataset.from_dict({"text": ["a"], "y": ["b"]})),
+         r"column\(s\) \['label'\] not found; the data set has \['text', 'y'\]"),
+    case("balance-empty-dataset",
+         lambda c: balance.check_dataset(datasets.Dataset.from_dict({"text": [], "label": []})),
+         r"the data set is empty"),
+    case("pairs-empty", lambda c: sft.pairs_dataset(c.tok, [], [], 32),
+         r"pairs_dataset: 0 prompts and 0 completions; need the same, non-zero number"),
+    case("pairs-answer-truncated",
+         lambda c: sft.pairs_dataset(c.tok, ["What is LoRA? " * 20], ["x"], 8),
+         r"1 of 1 examples have no completion token left after truncation to max_length=8"),
+    # ---- Building a trainer (no step may run) ------------------------------------------
+    case("trainer-batch-larger-than-data", lambda c: c.trainer(c.pairs, c.pairs, batch_size=8),
+         r"TrainConfig\.batch_size = 8 is larger than the training set \(4 examples\)"),
+    case("trainer-train-set-empty", lambda c: c.trainer(c.pairs.select([]), c.pairs),
+         r"train_ds is empty \(0 examples\)"),
+    case("trainer-eval-set-empty", lambda c: c.trainer(c.pairs, c.pairs.select([])),
+         r"eval_ds is empty \(0 examples\)"),
+    case("trainer-untokenised-text",
+         lambda c: c.trainer(datasets.Dataset.from_dict({"text": ["a b"] * 4}), c.pairs),
+         r"train_ds has columns \['text'\], missing \['input_ids', 'labels'\]"),
+    case("trainer-no-labels-column",
+         lambda c: c.trainer(c.pairs.remove_columns("labels"), c.pairs),
+         r"train_ds has columns .*, missing \['labels'\]"),
+    case("trainer-longer-than-model", lambda c: c.trainer(c.long_pairs, c.pairs),
+         r"longest train_ds example \(tokens\) = \d+: must be <= the model's "
+         r"max_position_embeddings \(256\)"),
+    case("max-length-beyond-model", lambda c: sft.check_lengths(c.model(), 512),
+         r"ModelConfig\.max_length = 512: must be <= the model's max_position_embeddings "
+         r"\(256\)"),
+    case("target-modules-unknown-lora",
+         lambda c: adapters.apply_method(c.model(), AdapterConfig(target_modules="q_proj,qkv")),
+         r"AdapterConfig\.target_modules = 'q_proj,qkv': \['qkv'\] are not Linear layers of "
+         r"this model; it has \[.*'v_proj'\]"),
+    case("target-modules-unknown-ia3",
+         lambda c: adapters.apply_method(c.model(), AdapterConfig(peft_method="ia3",
+                                                                  target_modules="attn")),
+         r"AdapterConfig\.target_modules = 'attn': \['attn'\] are not Linear layers"),
+    case("train-method-model-unknown",
+         lambda c: finetune.train_method("no-such-model", AdapterConfig(), TrainConfig(
+             batch_size=2), c.pairs, c.pairs, str(c.dir / "out")),
+         r"unknown model 'no-such-model'"),
+    case("train-method-data-checked-before-model-load",
+         lambda c: finetune.train_method("no-such-model", AdapterConfig(), TrainConfig(
+             batch_size=8), c.pairs, c.pairs, str(c.dir / "out")),
+         r"TrainConfig\.batch_size = 8 is larger than the training set \(4 examples\)"),
+    case("train-method-longer-than-model",
+         lambda c: finetune.train_method("tiny-llama", AdapterConfig(), TrainConfig(
+             batch_size=2), c.long_pairs, c.pairs, str(c.dir / "out")),
+         r"longest train_ds example \(tokens\) = \d+: must be <= the model's "
+         r"max_position_embeddings \(256\)"),
+    # ---- Classifiers -------------------------------------------------------------------
+    case("classifier-target-modules-unknown",
+         lambda c: lora_classifier.lora_classifier(c.model(), 3, target_modules="q_proj,qkv"),
+         r"target_modules = 'q_proj,qkv': \['qkv'\] are not Linear layers"),
+    case("classifier-label-above-num-labels",
+         lambda c: lora_classifier.finetune(c.lora_clf(), c.tok, ["a b", "c d"], np.array([0, 3]),
+                                            steps=1, batch_size=2, bf16=False),
+         r"labels y = \[3\] at rows \[1\] are out of range: must be in \[0, 2\] for n_classes "
+         r"\(num_labels\) = 3"),
+    case("classifier-label-count-mismatch",
+         lambda c: lora_classifier.finetune(c.lora_clf(), c.tok, ["a b", "c d"], np.array([0]),
+                                            steps=1, batch_size=2, bf16=False),
+         r"labels y has 1 values for 2 rows; give one label per row"),
+    case("head-label-negative",
+         lambda c: classifier.train_head(np.zeros((3, 4)), np.array([0, -1, 1]), 2, epochs=1),
+         r"labels y = \[-1\] at rows \[1\] are out of range: must be in \[0, 1\]"),
+    case("head-label-names-not-ids",
+         lambda c: classifier.train_head(np.zeros((2, 4)), np.array(["a", "b"]), 2, epochs=1),
+         r"labels y have dtype <U1: must be integer class ids in \[0, 1\]"),
+]
+
+
+@pytest.fixture(scope="module")
+def ctx(tmp_path_factory):
+    return Ctx(tmp_path_factory.mktemp("bad_inputs"))
+
+
+@pytest.fixture(autouse=True)
+def no_training(monkeypatch):
+    """Any attempt to train raises TrainingStarted (and is recorded) instead of computing."""
+    started: list[str] = []
+
+    def guard(what):
+        def refuse(*args, **kwargs):
+            started.append(what)
+            raise TrainingStarted(f"{what} ran: the bad input was not refused before training")
+        return refuse
+
+    monkeypatch.setattr(transformers.Trainer, "train", guard("Trainer.train"))
+    monkeypatch.setattr(torch.optim.AdamW, "step", guard("AdamW.step"))
+    return started
+
+
+def _own_frame(path) -> bool:
+    """A frame of this file, of ftkit, or generated code (a dataclass ``__init__``)."""
+    if str(path).startswith("<"):
+        return True
+    path = Path(path).resolve()
+    return path == Path(__file__).resolve() or FTKIT_DIR in path.parents
+
+
+def test_the_table_is_large_and_ids_are_unique():
+    ids = [p.id for p in CASES]
+    assert len(ids) >= 30 and len(set(ids)) == len(ids)
+
+
+@pytest.mark.parametrize("make, match", CASES)
+def test_bad_input_raises_one_clear_config_error(make, match, ctx, no_training):
+    steps_before = ctx.counter.steps
+    with pytest.raises(ConfigError, match=match) as err:
+        make(ctx)
+    assert isinstance(err.value, ValueError)
+    message = str(err.value)
+    assert message.strip() and "\n" not in message, "one clear line, not a dump"
+    foreign = [str(e.path) for e in err.traceback if not _own_frame(e.path)]
+    assert not foreign, f"raised from inside a dependency: {foreign}"
+    assert not no_training, f"training started: {no_training}"
+    assert ctx.counter.steps == steps_before
+
+
+def test_the_guard_would_catch_a_training_step(ctx, no_training, monkeypatch):
+    """Control: a valid request reaches Trainer.train, which the guard refuses."""
+    monkeypatch.setenv("FTKIT_HEADLESS", "1")
+    trainer = ctx.trainer(ctx.pairs, ctx.pairs)
+    with pytest.raises(TrainingStarted):
+        trainer.train()
+    assert no_training == ["Trainer.train"]
