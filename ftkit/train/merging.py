@@ -282,7 +282,7 @@ class MergeConfig(Section):
 
     combinations: str = param("cat,linear,svd,ties,dare_ties",
                               f"Comma-separated combination types: {', '.join(COMBINATIONS)}.")
-    weight_sets: str = param("1,1,1;0.5,0.5,0.5",
+    weight_sets: str = param("1,1;0.5,0.5",
                              "Weights per adapter, one set per mix, sets split by ';'.")
     density: float = param(0.5, "Share of entries kept by ties/dare/magnitude_prune.",
                            min=0.0, min_exclusive=True, max=1.0, step=0.05)

@@ -1,10 +1,11 @@
 """Supervised fine-tuning: a transformers Trainer built from ftkit's configs (paper §5.3, §6.1).
 
 ``make_trainer`` turns a TrainConfig into TrainingArguments (bf16 autocast on CPUs that have
-it, the live loss plot, no checkpoints unless asked), computes the
-loss's logits only at labelled positions (ftkit.train.fastloss), pads prompt/completion
-examples with the prompt tokens masked out of the loss, and returns a ready Trainer. Configs stay out of the
-classes: builders take flat values (torchtune's rule).
+it, the live loss plot, no checkpoints unless asked), computes the loss's logits only at
+labelled positions (ftkit.train.fastloss), pads prompt/completion examples with the prompt
+tokens masked out of the loss, and returns a ready Trainer. Bad data is refused before any
+compute (:func:`check_datasets`); :func:`train` resumes from the newest valid checkpoint.
+Configs stay out of the classes: builders take flat values (torchtune's rule).
 Used in the fine-tuning notebooks (05-09) and benchmarks/.
 """
 from __future__ import annotations
@@ -102,37 +103,57 @@ def check_datasets(train_ds, eval_ds, train: TrainConfig, model=None) -> None:
                 check_lengths(model, longest, f"longest {name} example (tokens)")
 
 
+def frozen_weights_to_bf16(model) -> int:
+    """Store a peft model's frozen base weights in bf16; returns how many tensors changed.
+
+    Under bf16 autocast every matmul reads its weights as bf16 anyway, so a frozen fp32 copy is
+    cast again at every step; kept in bf16 it is cast never and takes half the memory. The
+    trained adapter weights stay fp32. Only for peft models (full fine-tuning keeps fp32
+    master weights).
+    """
+    if not hasattr(model, "peft_config"):
+        return 0
+    changed = 0
+    for p in model.parameters():
+        if not p.requires_grad and p.dtype == torch.float32:
+            p.data = p.data.to(torch.bfloat16)
+            changed += 1
+    return changed
+
+
 def make_trainer(model, tokenizer, train_ds, eval_ds, train: TrainConfig, output_dir: str,
                  seed: int = 42, title: str = "training", callbacks: list | None = None,
-                 label_only_logits: bool = True, save_steps: int = 0, **overrides: Any):
+                 label_only_logits: bool = True, save_steps: int = 0,
+                 frozen_bf16: bool = False, **overrides: Any):
     """A Trainer with padding that masks pads out of the loss and the live loss plot.
 
     ``label_only_logits``: compute the vocabulary logits of the training loss only where a
     label exists (ftkit.train.fastloss; same loss, less compute). ``overrides`` go to
     TrainingArguments.
+    ``frozen_bf16``: with bf16 training, keep a peft model's frozen weights in bf16
+    (:func:`frozen_weights_to_bf16`).
     ``save_steps``: a checkpoint every this many optimiser steps, with an integrity marker
     (ftkit.train.checkpoints; resume with :func:`train`); 0 = no checkpoints.
     """
     check_datasets(train_ds, eval_ds, train, model)
     from transformers import DataCollatorForSeq2Seq, Trainer
 
-    from .fastloss import LabelOnlyLossTrainer
-
     from . import checkpoints
     from .callbacks import live_plot
+    from .fastloss import LabelOnlyLossTrainer
 
-    if len(train_ds) < train.batch_size:
-        raise ConfigError(f"TrainConfig.batch_size = {train.batch_size} is larger than the "
-                          f"training set ({len(train_ds)} examples)")
     overrides = checkpoints.save_overrides(save_steps, overrides)
+    if eval_ds is None:
+        overrides.setdefault("eval_strategy", "no")
     integrity = [checkpoints.IntegrityCallback()] if save_steps else []
     collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100)
     cls = LabelOnlyLossTrainer if label_only_logits else Trainer
-    if eval_ds is None:
-        overrides.setdefault("eval_strategy", "no")
-    return cls(model=model, args=training_arguments(train, output_dir, seed, **overrides),
-                   train_dataset=train_ds, eval_dataset=eval_ds, data_collator=collator,
-                   callbacks=[live_plot(title), *(callbacks or []), *integrity])
+    args = training_arguments(train, output_dir, seed, **overrides)
+    if frozen_bf16 and args.bf16:
+        frozen_weights_to_bf16(model)
+    return cls(model=model, args=args,
+               train_dataset=train_ds, eval_dataset=eval_ds, data_collator=collator,
+               callbacks=[live_plot(title), *(callbacks or []), *integrity])
 
 
 def train(trainer, resume: bool = True):
