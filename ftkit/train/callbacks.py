@@ -96,15 +96,24 @@ class LivePlotCallback(TrainerCallback):
 
     def draw(self) -> None:
         """Show the figure, replacing the previous one in the same output."""
-        import matplotlib.pyplot as plt
-        from IPython.display import display
+        self.handle = show_in_place(self.figure(), self.handle)
 
-        fig = self.figure()
-        if self.handle is None:
-            self.handle = display(fig, display_id=True)
-        else:
-            self.handle.update(fig)
-        plt.close(fig)
+
+def show_in_place(fig, handle=None):
+    """Display ``fig`` (or replace what ``handle`` shows) and close it; returns the handle.
+
+    A display handle keeps one output that is updated in place, so an executed notebook
+    keeps the final figure and an interactive one does not grow a figure per update.
+    """
+    import matplotlib.pyplot as plt
+    from IPython.display import display
+
+    if handle is None:
+        handle = display(fig, display_id=True)
+    else:
+        handle.update(fig)
+    plt.close(fig)
+    return handle
 
 
 def live_plot(title: str = "training", every: int = 1, metric: str | None = None):

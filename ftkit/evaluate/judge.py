@@ -1,0 +1,55 @@
+"""A rule-based judge for the terse-answer preference task (paper §6.9.2: evaluate on the target).
+
+Each reply earns one point for **correctness** (the expected answer appears in it as whole
+words, case-insensitive) and one for **compliance** (no more words than the prompt asked for,
+``max_words``; an empty reply complies with nothing). The score is the sum, 0-2. Two policies
+are compared prompt by prompt: a higher score wins, equal scores tie, and the win rate counts
+a tie as half a win — 0.5 means "no better, no worse".
+
+Used in notebooks/08_dpo_alignment.ipynb and notebooks/09_rlhf_reward_and_ppo.ipynb.
+"""
+from __future__ import annotations
+
+import re
+import statistics
+
+_WORD = re.compile(r"[A-Za-z0-9]+(?:['-][A-Za-z0-9]+)*")
+
+
+def words(text: str) -> list[str]:
+    """Lower-cased words of ``text``; punctuation and quotes are not words."""
+    return [w.lower() for w in _WORD.findall(text)]
+
+
+def judge(reply: str, answer: str, max_words: int) -> dict:
+    """``{"correct", "compliant", "score", "n_words"}`` for one reply."""
+    got, want = words(reply), words(answer)
+    n = len(want)
+    correct = n > 0 and any(got[i:i + n] == want for i in range(len(got) - n + 1))
+    compliant = 0 < len(got) <= max_words
+    return {"correct": correct, "compliant": compliant, "score": int(correct) + int(compliant),
+            "n_words": len(got)}
+
+
+def judge_rows(replies: list[str], rows: list[dict]) -> list[dict]:
+    """:func:`judge` each reply against its preference row (``answer``, ``max_words``)."""
+    if len(replies) != len(rows):
+        raise ValueError(f"{len(replies)} replies for {len(rows)} rows")
+    return [judge(r, row["answer"], row["max_words"]) for r, row in zip(replies, rows)]
+
+
+def win_rate(scores: list[float], reference: list[float]) -> float:
+    """Share of prompts where ``scores`` beat ``reference``, ties counting one half."""
+    if len(scores) != len(reference) or not scores:
+        raise ValueError(f"need equal, non-zero numbers of scores ({len(scores)} vs "
+                         f"{len(reference)})")
+    return sum(1.0 if s > r else 0.5 if s == r else 0.0
+               for s, r in zip(scores, reference)) / len(scores)
+
+
+def summary(judged: list[dict]) -> dict:
+    """Mean score, correctness and compliance, and mean words, over judged replies."""
+    return {"judge_score": statistics.mean(j["score"] for j in judged),
+            "correct": statistics.mean(j["correct"] for j in judged),
+            "compliant": statistics.mean(j["compliant"] for j in judged),
+            "mean_words": statistics.mean(j["n_words"] for j in judged)}

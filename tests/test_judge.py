@@ -1,0 +1,50 @@
+"""The rule-based judge: correctness, compliance with the requested length, win rates."""
+from pathlib import Path
+
+import pytest
+
+from ftkit.data import preferences
+from ftkit.evaluate import judge
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "preferences" / "preferences.jsonl"
+
+
+@pytest.mark.parametrize("reply, answer, max_words, correct, compliant", [
+    ("Paris", "Paris", 1, True, True),
+    ("paris.", "Paris", 1, True, True),
+    ("The capital of France is Paris.", "Paris", 1, True, False),
+    ("Lyon", "Paris", 1, False, True),
+    ("Buenos Aires", "Buenos Aires", 2, True, True),
+    ("Buenos", "Buenos Aires", 2, False, True),
+    ("12", "2", 1, False, True),          # whole words only: "12" does not contain "2"
+    ('"mice"', "mice", 1, True, True),
+    ("", "mice", 1, False, False),
+])
+def test_judge(reply, answer, max_words, correct, compliant):
+    got = judge.judge(reply, answer, max_words)
+    assert (got["correct"], got["compliant"]) == (correct, compliant)
+    assert got["score"] == int(correct) + int(compliant)
+
+
+def test_win_rate_counts_ties_as_half():
+    assert judge.win_rate([2, 1, 0, 1], [1, 1, 1, 0]) == pytest.approx((1 + 0.5 + 0 + 1) / 4)
+    with pytest.raises(ValueError):
+        judge.win_rate([1], [1, 2])
+    with pytest.raises(ValueError):
+        judge.win_rate([], [])
+
+
+def test_judge_rows_and_summary():
+    rows = [{"answer": "7", "max_words": 1}, {"answer": "cold", "max_words": 1}]
+    judged = judge.judge_rows(["7", "It is cold today."], rows)
+    assert judge.summary(judged) == {"judge_score": 1.5, "correct": 1.0, "compliant": 0.5,
+                                     "mean_words": 2.5}
+    with pytest.raises(ValueError):
+        judge.judge_rows(["7"], rows)
+
+
+def test_judge_prefers_every_chosen_reply_in_the_data():
+    for r in preferences.load(DATA).rows:
+        chosen = judge.judge(r["chosen"], r["answer"], r["max_words"])
+        rejected = judge.judge(r["rejected"], r["answer"], r["max_words"])
+        assert chosen["score"] == 2 and rejected["score"] == 1, r
