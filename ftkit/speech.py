@@ -184,3 +184,84 @@ def synthesize(text: str, voice: str = "en-us", speed: int = 160, pitch: int = 5
     pcm, rate = _BACKENDS[name](text, voice, speed, pitch)
     audio = resample(pcm.astype(np.float32) / 32768.0, rate, sample_rate)
     return np.clip(audio, -1.0, 1.0)
+
+
+# ---------------------------------------------------------------- augmentation (paper §11.4.3)
+
+def add_noise(audio: np.ndarray, snr_db: float, rng: np.random.Generator,
+              colour: str = "white") -> np.ndarray:
+    """``audio`` plus Gaussian noise at a signal-to-noise ratio of ``snr_db`` decibels.
+
+    The ratio is between the mean power of the whole clip and of the noise, so
+    ``10·log10(P_signal / P_noise) = snr_db``; ``colour="pink"`` shapes the noise to 1/f
+    power (more low-frequency rumble, closer to room and traffic noise than white hiss).
+    """
+    if colour not in ("white", "pink"):
+        raise ValueError(f"colour={colour!r}; choose 'white' or 'pink'")
+    noise = rng.standard_normal(len(audio))
+    if colour == "pink":  # divide the spectrum's amplitude by sqrt(f): power falls as 1/f
+        spectrum = np.fft.rfft(noise)
+        spectrum[1:] /= np.sqrt(np.arange(1, len(spectrum)))
+        spectrum[0] = 0
+        noise = np.fft.irfft(spectrum, n=len(audio))
+    power = float(np.mean(audio.astype(np.float64) ** 2))
+    noise *= np.sqrt(power / 10 ** (snr_db / 10) / max(float(np.mean(noise ** 2)), 1e-20))
+    return np.clip(audio + noise, -1.0, 1.0).astype(np.float32)
+
+
+def change_speed(audio: np.ndarray, factor: float, sample_rate: int = 16000) -> np.ndarray:
+    """Play ``audio`` ``factor`` times faster, tape-style: duration ÷ factor, pitch × factor.
+
+    The clip is read as if sampled at ``factor × sample_rate`` and resampled to
+    ``sample_rate`` (the speed perturbation of Kaldi recipes).
+    """
+    if not 0.25 <= factor <= 4.0:
+        raise ValueError(f"speed factor {factor} is outside 0.25-4")
+    return resample(audio, int(round(sample_rate * factor)), sample_rate)
+
+
+def time_stretch(audio: np.ndarray, rate: float, n_fft: int = 512, hop: int = 128) -> np.ndarray:
+    """Phase-vocoder time stretch: duration ÷ ``rate``, pitch unchanged.
+
+    STFT frames are read at fractional steps of ``rate``; magnitudes are interpolated
+    between neighbours and each bin's phase advances by its measured instantaneous
+    frequency, so partials stay continuous across the re-spaced frames.
+    """
+    window = np.hanning(n_fft)
+    half = n_fft // 2  # centred frames: the first one already holds signal, so its phases are real
+    padded = np.pad(audio.astype(np.float64), (half, n_fft))
+    starts = np.arange(0, len(padded) - n_fft, hop)
+    spec = np.fft.rfft(padded[starts[:, None] + np.arange(n_fft)] * window, axis=1)  # (T, F)
+    steps = np.arange(0, len(spec) - 1, rate)
+    i, frac = steps.astype(int), (steps % 1)[:, None]
+    mags = (1 - frac) * np.abs(spec[i]) + frac * np.abs(spec[i + 1])
+    expected = 2 * np.pi * hop * np.arange(spec.shape[1]) / n_fft  # phase advance per hop
+    delta = np.angle(spec[i + 1]) - np.angle(spec[i]) - expected
+    delta -= 2 * np.pi * np.round(delta / (2 * np.pi))  # wrap to [-pi, pi]
+    phase = np.angle(spec[0]) + np.vstack([np.zeros_like(expected),
+                                           np.cumsum(expected + delta, axis=0)[:-1]])
+    frames = np.fft.irfft(mags * np.exp(1j * phase), n=n_fft, axis=1) * window
+    out = np.zeros(len(frames) * hop + n_fft)
+    norm = np.zeros_like(out)
+    for k, frame in enumerate(frames):  # overlap-add, normalised by the summed window power
+        out[k * hop:k * hop + n_fft] += frame
+        norm[k * hop:k * hop + n_fft] += window ** 2
+    out = out / np.maximum(norm, 1e-3)
+    n_out = int(round(len(audio) / rate))
+    return out[half:half + n_out].astype(np.float32)
+
+
+def shift_pitch(audio: np.ndarray, semitones: float, sample_rate: int = 16000) -> np.ndarray:
+    """Raise (or lower) the pitch by ``semitones`` and keep the duration.
+
+    Stretch the clip ``2^(s/12)`` times longer with :func:`time_stretch`, then play it that
+    much faster with :func:`change_speed`: tempo returns to the original, pitch moves.
+    """
+    ratio = 2.0 ** (semitones / 12)
+    shifted = change_speed(time_stretch(audio, 1 / ratio), ratio, sample_rate)
+    out = np.zeros(len(audio), np.float32)
+    out[:min(len(audio), len(shifted))] = shifted[:len(audio)]
+    # phase-vocoded speech comes out quieter (neighbouring bins lose phase coherence):
+    # restore the input's RMS level so the shift changes pitch, not loudness
+    rms_in, rms_out = np.sqrt(np.mean(audio ** 2)), np.sqrt(np.mean(out ** 2))
+    return np.clip(out * (rms_in / rms_out if rms_out > 0 else 1.0), -1.0, 1.0)
