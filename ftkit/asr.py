@@ -588,7 +588,7 @@ def train_decoder(model, processor, train_ds, val_states, val_texts, train_cfg, 
     from transformers import Trainer
 
     from .env import MemoryTracker
-    from .train.callbacks import live_plot
+    from .train.callbacks import compact_logs, live_plot
     from .train.sft import training_arguments
 
     if len(train_ds) < train_cfg.batch_size:
@@ -603,6 +603,7 @@ def train_decoder(model, processor, train_ds, val_states, val_texts, train_cfg, 
                       eval_dataset=val_ds, data_collator=collate,
                       callbacks=[stopper, live_plot(f"Whisper decoder: {method}",
                                                     metric="eval_wer"), *(callbacks or [])])
+    compact_logs(trainer)
     t0 = time.perf_counter()
     with MemoryTracker() as mem:
         trainer.evaluate()  # WER before the first step: the baseline early stopping must beat

@@ -4,19 +4,24 @@ from datasets import Dataset
 from transformers import Trainer, TrainingArguments
 
 from ftkit import models
-from ftkit.train.callbacks import LivePlotCallback
+from ftkit.train.callbacks import LivePlotCallback, compact_logs
 
 
-def _tiny_run(tmp_path, callback):
+def _tiny_run(tmp_path, callback, evaluate=True, compact=False):
     model, tok = models.load("tiny-llama")
     enc = tok(["The quick brown fox jumps over the lazy dog."] * 16, padding="max_length",
               max_length=16, truncation=True)
     ds = Dataset.from_dict({**enc, "labels": enc["input_ids"]})
     args = TrainingArguments(output_dir=str(tmp_path), max_steps=6, per_device_train_batch_size=4,
-                             logging_steps=1, eval_strategy="steps", eval_steps=3, report_to=[],
-                             use_cpu=True, save_strategy="no", disable_tqdm=True)
-    Trainer(model=model, args=args, train_dataset=ds, eval_dataset=ds.select(range(4)),
-            callbacks=[callback]).train()
+                             logging_steps=1, eval_strategy="steps" if evaluate else "no",
+                             eval_steps=3, report_to=[], use_cpu=True, save_strategy="no",
+                             disable_tqdm=True)
+    trainer = Trainer(model=model, args=args, train_dataset=ds,
+                      eval_dataset=ds.select(range(4)) if evaluate else None,
+                      callbacks=[callback])
+    if compact:
+        compact_logs(trainer)
+    trainer.train()
 
 
 def test_losses_lines_and_final_figure(tmp_path, capsys, monkeypatch):
@@ -56,3 +61,15 @@ def test_plain_loop_interface(capsys, monkeypatch):
     cb.finish()
     assert len(cb.train) == 4 and cb.evals == [(4, 0.3)] and drawn == [True]
     assert "step 4/4 | train 0.250 | eval 0.300 | eval_f1 0.750" in capsys.readouterr().out
+
+
+def test_headless_logs_are_compact_lines_not_log_dicts(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("FTKIT_HEADLESS", "1")
+    cb = LivePlotCallback(title="tiny")
+    monkeypatch.setattr(cb, "draw", lambda: None)
+    _tiny_run(tmp_path, cb, evaluate=False, compact=True)
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if line.strip()]
+    # without evaluation, one compact line per logged step; the Trainer's dict printer is gone
+    assert [line.split(" | ")[0] for line in lines] == [f"step {i}/6" for i in range(1, 7)]
+    assert "{'loss'" not in out and "train_runtime" not in out

@@ -60,6 +60,8 @@ class LivePlotCallback(TrainerCallback):
         logs = logs or {}
         if "loss" in logs:
             self.add_train(state.global_step, logs["loss"])
+            if getattr(args.eval_strategy, "value", args.eval_strategy) == "no":
+                print(self.line(state.global_step, state.max_steps, {}), flush=True)
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         self.add_eval(state.global_step, metrics or {}, state.max_steps)
@@ -114,6 +116,15 @@ def show_in_place(fig, handle=None):
         handle.update(fig)
     plt.close(fig)
     return handle
+
+
+def compact_logs(trainer):
+    """Drop the Trainer's raw log-dict printer (added when progress bars are off, i.e. headless):
+    the live plot already prints one compact line per evaluation. Returns the trainer."""
+    from transformers import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)
+    return trainer
 
 
 def live_plot(title: str = "training", every: int = 1, metric: str | None = None):

@@ -27,7 +27,7 @@ from transformers import TrainerCallback
 
 from ..config import AdapterConfig, ConfigError, Section, TrainConfig, param, register_section
 from ..env import headless
-from .callbacks import show_in_place
+from .callbacks import compact_logs, show_in_place
 
 
 def parse_betas(spec: str) -> list[float]:
@@ -175,7 +175,6 @@ def make_dpo_trainer(model, tokenizer, train_ds, train: TrainConfig, beta: float
                      output_dir: str, seed: int = 42, title: str = "DPO",
                      max_length: int = 256, **overrides: Any):
     """A TRL DPOTrainer over a peft ``model`` (its reference: the adapter switched off)."""
-    from transformers import PrinterCallback
     from trl import DPOTrainer
 
     if not hasattr(model, "peft_config"):
@@ -188,8 +187,7 @@ def make_dpo_trainer(model, tokenizer, train_ds, train: TrainConfig, beta: float
     curves = LiveCurves(DPO_CURVES, title, every=1)
     trainer = DPOTrainer(model=model, args=args, train_dataset=train_ds,
                          processing_class=tokenizer, callbacks=[curves])
-    trainer.remove_callback(PrinterCallback)  # LiveCurves prints one compact line per step
-    return trainer
+    return compact_logs(trainer)  # LiveCurves prints one compact line per step
 
 
 def train_dpo(model_name: str, adapter: AdapterConfig, train: TrainConfig, beta: float,

@@ -149,7 +149,7 @@ def make_trainer(model, tokenizer, train_ds, eval_ds, train: TrainConfig, output
     from transformers import DataCollatorForSeq2Seq, Trainer
 
     from . import checkpoints
-    from .callbacks import live_plot
+    from .callbacks import compact_logs, live_plot
     from .fastloss import LabelOnlyLossTrainer
 
     overrides = checkpoints.save_overrides(save_steps, overrides)
@@ -161,9 +161,9 @@ def make_trainer(model, tokenizer, train_ds, eval_ds, train: TrainConfig, output
     args = training_arguments(train, output_dir, seed, **overrides)
     if frozen_bf16 and args.bf16:
         frozen_weights_to_bf16(model)
-    return cls(model=model, args=args,
-               train_dataset=train_ds, eval_dataset=eval_ds, data_collator=collator,
-               callbacks=[live_plot(title), *(callbacks or []), *integrity])
+    return compact_logs(cls(model=model, args=args,
+                            train_dataset=train_ds, eval_dataset=eval_ds, data_collator=collator,
+                            callbacks=[live_plot(title), *(callbacks or []), *integrity]))
 
 
 def train(trainer, resume: bool = True):

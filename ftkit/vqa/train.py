@@ -151,7 +151,7 @@ def trainer(model, processor, examples: list[dict], train: TrainConfig, output_d
     No evaluation during training (the notebook scores exact-match answers between stages);
     ``remove_unused_columns=False`` keeps the raw images for the collator.
     """
-    from ..train.callbacks import live_plot
+    from ..train.callbacks import compact_logs, live_plot
     from ..train.sft import training_arguments
 
     if len(examples) < train.batch_size:
@@ -162,9 +162,9 @@ def trainer(model, processor, examples: list[dict], train: TrainConfig, output_d
                               logging_steps=max(1, (train.max_steps or 10) // 10))
     size = getattr(getattr(model, "config", None), "vision_config", None)
     size = getattr(size, "image_size", None) if size is not None else None
-    return _vlm_trainer_class()(model=model, args=args, train_dataset=examples,
-                   data_collator=VLMCollator(processor, size),
-                   callbacks=[live_plot(title), *(callbacks or [])])
+    return compact_logs(_vlm_trainer_class()(model=model, args=args, train_dataset=examples,
+                                             data_collator=VLMCollator(processor, size),
+                                             callbacks=[live_plot(title), *(callbacks or [])]))
 
 
 def train_stage(model, processor, examples: list[dict], train: TrainConfig, steps: int,
