@@ -196,3 +196,44 @@ def test_bad_inputs_name_the_key():
         dora.decomposition_table({"proj": torch.ones(2, 2)}, {"proj": torch.ones(2, 2)}, "lora")
     with pytest.raises(ConfigError, match="method"):
         dora.decomposition_table(base, base, "")
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.1])
+def test_fast_dora_forward_and_gradients_match_peft(dropout):
+    torch.manual_seed(4)
+    config = LoraConfig(r=3, lora_alpha=6, target_modules=["proj"], use_dora=True,
+                        lora_dropout=dropout)
+    peft_model = randomize(get_peft_model(Tiny(), config))
+    fast_model = copy.deepcopy(peft_model)
+    assert dora.use_fast_dora(fast_model) == 1 and dora.use_fast_dora(Tiny()) == 0
+    x = torch.randn(6, 12)
+    for model in (peft_model, fast_model):
+        model.eval()
+    with torch.no_grad():
+        assert torch.allclose(fast_model(x), peft_model(x), atol=1e-5)
+    grads = []
+    for model in (peft_model, fast_model):
+        model.train()
+        torch.manual_seed(5)  # the same dropout mask on both
+        params = [p for n, p in model.named_parameters() if p.requires_grad]
+        grads.append(torch.autograd.grad(model(x).pow(2).sum(), params))
+    for a, b in zip(*grads):
+        assert torch.allclose(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_fast_row_norm_equals_the_materialised_norm():
+    torch.manual_seed(6)
+    w, a, b = torch.randn(9, 7), torch.randn(2, 7), torch.randn(9, 2)
+    expected = torch.linalg.norm(w + 0.7 * (b @ a), dim=1)
+    assert torch.allclose(dora.fast_row_norm(w, a, b, 0.7), expected, atol=1e-5)
+
+
+def test_apply_method_switches_dora_to_the_fast_forward():
+    from ftkit.config import AdapterConfig
+    from ftkit.train.adapters import apply_method
+
+    model, _ = models.load("tiny-llama")
+    peft_model = apply_method(model, AdapterConfig(peft_method="dora", lora_r=2))
+    forwards = [layer.forward for m in peft_model.modules()
+                for layer in getattr(m, "lora_magnitude_vector", {}).values()]
+    assert forwards and all(f.__func__ is dora._fast_dora_forward for f in forwards)

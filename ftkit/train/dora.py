@@ -253,3 +253,69 @@ def plot_decomposition(table: pd.DataFrame) -> Any:
         ax.ticklabel_format(style="sci", scilimits=(-2, 3))
     fig.colorbar(points, cax=axes[0][-1].inset_axes([1.04, 0.0, 0.04, 1.0]), label="layer")
     return fig
+
+
+# -- a faster DoRA forward for training ---------------------------------------------------
+#
+# peft computes DoRA's row norm ||W0 + s·B·A|| by materialising the full [out, in] update B·A,
+# adding it to W0 and taking the norm: several passes over a weight-sized tensor in every
+# layer at every step. Expanding the square gives the same norm from small pieces:
+#     ||W0_i + s·(BA)_i||² = ||W0_i||² + 2s·B_i·(A W0_iᵀ) + s²·B_i (A Aᵀ) B_iᵀ
+# ||W0_i||² is fixed (W0 is frozen) and cached; A W0ᵀ is one [r, out] matmul that reads W0
+# once; A Aᵀ is [r, r]. The output is peft's (a test checks forward and gradients).
+
+def fast_row_norm(weight: Tensor, lora_A: Tensor, lora_B: Tensor, scaling: float,
+                  weight_sq: Tensor | None = None) -> Tensor:
+    """``||weight + scaling · lora_B @ lora_A||`` per output row, without forming ``B @ A``.
+
+    Computed in fp32 with no gradient (DoRA detaches the norm, paper §4.3).
+    """
+    with torch.no_grad(), torch.autocast(weight.device.type, enabled=False):
+        w, a, b = weight.float(), lora_A.float(), lora_B.float()
+        if weight_sq is None:
+            weight_sq = w.pow(2).sum(1)
+        cross = (b * (a @ w.T).T).sum(1)  # B_i · (A W0_iᵀ), [out]
+        update_sq = ((b @ (a @ a.T)) * b).sum(1)  # ||(BA)_i||², [out]
+        return (weight_sq + 2 * scaling * cross + scaling ** 2 * update_sq).clamp_min(0).sqrt()
+
+
+def _fast_dora_forward(self, x, *, lora_A, lora_B, scaling, base_layer, base_result=None,
+                       adapter_name="default"):
+    """Drop-in for peft's ``DoraLinearLayer.forward`` (same arguments, same result)."""
+    weight = base_layer.weight
+    key = (weight.data_ptr(), weight._version)
+    if getattr(self, "_ftkit_weight_sq_key", None) != key:
+        with torch.no_grad():
+            self._ftkit_weight_sq = weight.float().pow(2).sum(1)
+        self._ftkit_weight_sq_key = key
+    norm = fast_row_norm(weight, lora_A.weight, lora_B.weight, scaling, self._ftkit_weight_sq)
+    mag_norm_scale = (self.weight / norm.to(self.weight.dtype)).view(1, -1)
+    lora_result = lora_B(lora_A(x))
+    if base_result is not None:
+        if base_layer.bias is not None:
+            base_result = base_result - base_layer.bias
+    else:
+        base_result = F.linear(x, weight.to(x.dtype))
+    return (mag_norm_scale - 1) * base_result + mag_norm_scale * lora_result * scaling
+
+
+def use_fast_dora(model: nn.Module) -> int:
+    """Give every DoRA Linear of a peft ``model`` the faster forward; returns how many.
+
+    Only plain ``nn.Linear`` bases (not fan-in-fan-out, not quantised) are switched; merging
+    and saving are peft's own and unchanged.
+    """
+    from peft.tuners.lora.dora import DoraLinearLayer
+
+    switched = 0
+    for module in model.modules():
+        base = getattr(module, "base_layer", None)
+        dora_layers = getattr(module, "lora_magnitude_vector", None)
+        if not dora_layers or type(base) is not nn.Linear or getattr(module, "fan_in_fan_out",
+                                                                      False):
+            continue
+        for layer in dora_layers.values():
+            if type(layer) is DoraLinearLayer:
+                layer.forward = _fast_dora_forward.__get__(layer)
+                switched += 1
+    return switched

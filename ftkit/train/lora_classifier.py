@@ -18,6 +18,7 @@ from torch import nn
 
 from .adapters import target_modules as checked_targets
 from .classifier import check_labels
+from .loop import optimiser_step
 from .losses import make_loss
 from .sampling import make_sampler
 
@@ -107,15 +108,7 @@ def finetune(clf: PooledClassifier, tokenizer, texts: list[str], y: np.ndarray, 
         idx = order[step * batch_size:(step + 1) * batch_size]
         with _autocast(bf16):
             logits = clf(**_batch(tokenizer, [texts[i] for i in idx], max_length))
-        value = loss_fn(logits, y_t[idx])
-        opt.zero_grad()
-        value.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        sched.step()
-        losses.append(value.item())
-        if plot is not None:
-            plot.add_train(step + 1, losses[-1])
+        optimiser_step(loss_fn(logits, y_t[idx]), opt, sched, losses, step, plot, params)
     if plot is not None:
         plot.finish()
     return losses

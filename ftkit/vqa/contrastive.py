@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..train.loop import optimiser_step
+
 
 class ImageTower(nn.Module):
     """Vision encoder + mean pooling + linear projection to the text embedding width."""
@@ -90,13 +92,7 @@ def pretrain(tower: ImageTower, pixels: torch.Tensor, text_emb: torch.Tensor,
         idx = torch.randperm(len(pixels), generator=gen)[:batch_size]
         same = same_caption([captions[i] for i in idx.tolist()])
         loss = clip_loss(tower(pixels[idx]), text_emb[idx], same, tower.logit_scale)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        losses.append(loss.item())
-        if plot is not None:
-            plot.add_train(step + 1, losses[-1])
+        optimiser_step(loss, opt, sched, losses, step, plot)
     if plot is not None:
         plot.finish()
     return losses
