@@ -16,7 +16,9 @@ handed back to the OS so that each peak is its own. Printed per variant:
 The ftkit variants switch its levers off one at a time (bf16 autocast, label-only logits) or
 add one it does not use by default (length-grouped batches; ``--compile``: ``torch.compile``),
 so each lever's effect is measured, not assumed. TRL keeps all its defaults (learning rate
-2e-5, gradient checkpointing, bf16), so only the ftkit variants' held-out losses compare. DoRA runs on ftkit's default path for the DoRA/LoRA step-time ratio.
+2e-5, gradient checkpointing, bf16), so only the ftkit variants' held-out losses compare.
+DoRA runs on ftkit's default path (its fast DoRA forward, ftkit.train.dora.use_fast_dora) for
+the DoRA/LoRA step-time ratio, and once with peft's own DoRA forward to measure that lever.
 
     python benchmarks/train_throughput.py                # 10 steps x 8 examples
     python benchmarks/train_throughput.py --steps 20 --compile --json out.json
@@ -51,6 +53,7 @@ LEVERS = {  # variant name -> (what changes against ftkit's default, keyword ove
     "ftkit with length grouping": ({}, {"train_sampling_strategy": "group_by_length"}),
     "ftkit with bf16 frozen base weights": ({}, {"frozen_bf16": True}),
 }
+PEFT_DORA = "DoRA with peft's forward"
 
 
 def examples(n: int, model_name: str, seed: int):
@@ -83,11 +86,15 @@ def run_trl(model_name: str, pairs: list[dict], steps: int, batch: int, r: int, 
 
 def run_ftkit(model_name: str, tok, rows: list[dict], steps: int, batch: int, r: int,
               out: str, method: str = "lora", train_changes: dict | None = None,
-              overrides: dict | None = None):
-    """ftkit's default path: make_trainer from a TrainConfig, LoRA/DoRA from AdapterConfig."""
+              overrides: dict | None = None, fast_dora: bool = True):
+    """ftkit's default path: make_trainer from a TrainConfig, LoRA/DoRA from AdapterConfig.
+
+    ``fast_dora=False`` keeps peft's own DoRA forward (ftkit switches it to
+    ftkit.train.dora.use_fast_dora by default)."""
     model, _ = ft.load(model_name)
-    model = adapters.apply_method(model, AdapterConfig(peft_method=method, lora_r=r,
-                                                       lora_alpha=2 * r, lora_dropout=0.0))
+    cfg = AdapterConfig(peft_method=method, lora_r=r, lora_alpha=2 * r, lora_dropout=0.0)
+    model = (adapters.apply_method(model, cfg) if fast_dora or method != "dora"
+             else adapters._lora(model, cfg, use_dora=True, fast_dora=False))
     ds = instruct.sft_dataset(tok, rows, 512)
     train = TrainConfig(**{"lr": 2e-4, "max_steps": steps, "batch_size": batch,
                            "eval_steps": 10 ** 6, **(train_changes or {})})
@@ -170,6 +177,9 @@ def main() -> None:
             overrides={"torch_compile": True})
     variants["ftkit default, DoRA"] = lambda out: run_ftkit(
         args.model, tok, rows, args.steps, args.batch_size, args.rank, out, method="dora")
+    variants[PEFT_DORA] = lambda out: run_ftkit(
+        args.model, tok, rows, args.steps, args.batch_size, args.rank, out, method="dora",
+        fast_dora=False)
     wanted = [v.strip() for v in args.only.split(",") if v.strip()]
     results = []
     for name, build in variants.items():
@@ -190,6 +200,8 @@ def main() -> None:
         print(f"peak RSS ftkit {ours['peak_rss_mb']} MB vs TRL {trl['peak_rss_mb']} MB")
     if ours and "ftkit default, DoRA" in by:
         print(f"DoRA / LoRA step time: {by['ftkit default, DoRA']['step_s'] / ours['step_s']:.2f}x")
+    if ours and PEFT_DORA in by:
+        print(f"{PEFT_DORA} / LoRA step time: {by[PEFT_DORA]['step_s'] / ours['step_s']:.2f}x")
     if args.json:
         args.json.write_text(json.dumps({"bf16_peak_gflops": peak, "rows": results}, indent=2))
 

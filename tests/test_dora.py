@@ -196,3 +196,88 @@ def test_bad_inputs_name_the_key():
         dora.decomposition_table({"proj": torch.ones(2, 2)}, {"proj": torch.ones(2, 2)}, "lora")
     with pytest.raises(ConfigError, match="method"):
         dora.decomposition_table(base, base, "")
+
+
+def _fast_and_peft(dropout: float, bias: bool = True, seed: int = 4):
+    torch.manual_seed(seed)
+    config = LoraConfig(r=3, lora_alpha=6, target_modules=["proj"], use_dora=True,
+                        lora_dropout=dropout)
+    model = Tiny()
+    if not bias:
+        model.proj = nn.Linear(12, 7, bias=False)
+    peft_model = randomize(get_peft_model(model, config))
+    fast_model = copy.deepcopy(peft_model)
+    assert dora.use_fast_dora(fast_model) == 1
+    return peft_model, fast_model
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_fast_dora_matches_peft_forward_and_gradients(bias):
+    peft_model, fast_model = _fast_and_peft(0.0, bias)
+    x = torch.randn(6, 12)
+    grads, outputs = [], []
+    for model in (peft_model, fast_model):
+        model.train()
+        params = [p for p in model.parameters() if p.requires_grad]
+        out = model(x)
+        outputs.append(out.detach())
+        grads.append(torch.autograd.grad(out.pow(2).sum(), params))
+    assert not torch.allclose(outputs[0], peft_model.get_base_model().proj.base_layer(x),
+                              atol=1e-3)
+    assert torch.allclose(outputs[0], outputs[1], atol=1e-5)
+    for a, b in zip(*grads):
+        assert torch.allclose(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_fast_dora_under_bf16_autocast_stays_close_to_peft():
+    peft_model, fast_model = _fast_and_peft(0.0)
+    x = torch.randn(6, 12)
+    with torch.autocast("cpu", dtype=torch.bfloat16), torch.no_grad():
+        ours, theirs = fast_model(x).float(), peft_model(x).float()
+    assert torch.allclose(ours, theirs, atol=0.05, rtol=0.02)
+
+
+def test_fast_dora_with_dropout_in_training_is_peft_itself():
+    peft_model, fast_model = _fast_and_peft(0.3)
+    x = torch.randn(6, 12)
+    outs = []
+    for model in (peft_model, fast_model):
+        model.train()
+        torch.manual_seed(7)  # the same dropout mask
+        outs.append(model(x))
+    assert torch.equal(outs[0], outs[1])
+    with torch.no_grad():  # eval: dropout off, the fast path
+        assert torch.allclose(peft_model.eval()(x), fast_model.eval()(x), atol=1e-5)
+
+
+def test_fast_row_norm_equals_the_materialised_norm():
+    torch.manual_seed(6)
+    w, a, b = torch.randn(9, 7), torch.randn(2, 7), torch.randn(9, 2)
+    expected = torch.linalg.norm(w + 0.7 * (b @ a), dim=1)
+    assert torch.allclose(dora.fast_row_norm(w, a, b, 0.7), expected, atol=1e-5)
+
+
+def test_fast_dora_follows_an_in_place_weight_change_and_merges_like_peft():
+    peft_model, fast_model = _fast_and_peft(0.0)
+    x = torch.randn(3, 12)
+    for model in (peft_model, fast_model):
+        model.eval()
+        with torch.no_grad():
+            model(x)  # fills the cache
+            model.get_base_model().proj.base_layer.weight.mul_(1.5)
+    with torch.no_grad():
+        assert torch.allclose(fast_model(x), peft_model(x), atol=1e-5)
+        merged = [m.merge_and_unload()(x) for m in (peft_model, fast_model)]
+    assert torch.allclose(merged[0], merged[1], atol=1e-5)
+
+
+def test_apply_method_switches_dora_to_the_fast_forward():
+    from ftkit.config import AdapterConfig
+    from ftkit.train.adapters import apply_method
+
+    model, _ = models.load("tiny-llama")
+    peft_model = apply_method(model, AdapterConfig(peft_method="dora", lora_r=2))
+    forwards = [v.forward for m in peft_model.modules()
+                for v in getattr(m, "lora_variant", {}).values()]
+    assert forwards and all(getattr(f, "ftkit_fast_dora", False) for f in forwards)
+    assert dora.use_fast_dora(Tiny()) == 0

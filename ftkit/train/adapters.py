@@ -47,13 +47,19 @@ def _half(model: nn.Module, cfg: AdapterConfig) -> nn.Module:
     return prepare(model)
 
 
-def _lora(model: nn.Module, cfg: AdapterConfig, use_dora: bool = False) -> nn.Module:
+def _lora(model: nn.Module, cfg: AdapterConfig, use_dora: bool = False,
+          fast_dora: bool = True) -> nn.Module:
     from peft import LoraConfig, get_peft_model
 
     config = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                         target_modules=target_modules(model, cfg.target_modules),
                         use_dora=use_dora, task_type="CAUSAL_LM")
-    return get_peft_model(model, config)
+    model = get_peft_model(model, config)
+    if use_dora and fast_dora:
+        from .dora import use_fast_dora
+
+        use_fast_dora(model)  # peft's DoRA output with fewer passes (see ftkit.train.dora)
+    return model
 
 
 def _ia3(model: nn.Module, cfg: AdapterConfig) -> nn.Module:
