@@ -6,7 +6,9 @@ one ``nn.Linear`` in a few commented lines and :func:`reference_output` feeds it
 a test can show it matches peft exactly. :func:`magnitude_direction`, :func:`decomposition_table`,
 :func:`plot_decomposition` and :func:`correlation` redo the DoRA paper's analysis: how far each
 method moves the magnitude (ΔM) and the direction (ΔD) of each weight row.
-Norms are per output row of the ``[out, in]`` weight, as in peft.
+Norms are per output row of the ``[out, in]`` weight, as in peft. :func:`use_fast_dora` gives
+a peft DoRA model a training forward with the same result and fewer passes (measured in
+benchmarks/train_throughput.py); ftkit.train.adapters switches it on for ``peft_method="dora"``.
 Used in notebooks/06_lora_vs_dora.ipynb.
 """
 from __future__ import annotations
@@ -265,8 +267,8 @@ def plot_decomposition(table: pd.DataFrame) -> Any:
 #   * (m/‖V‖)·(base + s·lora): one scale of the sum instead of two scaled terms;
 #   * ‖V_i‖² = ‖W0_i‖² + 2s·B_i·(A W0_iᵀ) + s²·B_i (A Aᵀ) B_iᵀ: ‖W0_i‖² is cached (W0 is frozen),
 #     A W0ᵀ is one [r, out] product and A Aᵀ is [r, r]; B·A is never formed.
-# With LoRA dropout active in training, peft's own forward runs (its base term then sees the
-# dropped-out input), so results never differ from peft's beyond rounding.
+# With LoRA dropout active in training the DoRA terms see the dropped-out input, as in peft, so
+# only the norm is shortened there.
 
 def fast_row_norm(weight: Tensor, lora_A: Tensor, lora_B: Tensor, scaling: float,
                   weight_sq: Tensor | None = None) -> Tensor:
@@ -294,26 +296,25 @@ def _weight_sq(module: nn.Module, weight: Tensor) -> Tensor:
     return module._ftkit_weight_sq
 
 
-def _make_fast_forward(peft_forward):
-    def forward(module, active_adapter: str, x: Tensor, result: Tensor, **kwargs) -> Tensor:
-        """peft's ``DoraLinearVariant.forward`` (same arguments), with fewer passes."""
-        dropout = module.lora_dropout[active_adapter]
-        if module.training and not isinstance(dropout, nn.Identity):
-            return peft_forward(module, active_adapter=active_adapter, x=x, result=result,
-                                **kwargs)
-        lora_A, lora_B = module.lora_A[active_adapter], module.lora_B[active_adapter]
-        scaling = module.scaling[active_adapter]
-        base = module.get_base_layer()
-        norm = fast_row_norm(base.weight, lora_A.weight, lora_B.weight, scaling,
-                             _weight_sq(module, base.weight))
-        magnitude = module.lora_magnitude_vector[active_adapter].weight
-        scale = magnitude / norm.to(magnitude.dtype)
-        out = result if base.bias is None else result - base.bias
-        out = (out + lora_B(lora_A(x)) * scaling) * scale
-        return out if base.bias is None else out + base.bias
-
-    forward.ftkit_fast_dora = True
-    return forward
+def fast_dora_forward(module, active_adapter: str, x: Tensor, result: Tensor,
+                      **kwargs) -> Tensor:
+    """peft's ``DoraLinearVariant.forward`` (same arguments, same result), with fewer passes."""
+    dropout = module.lora_dropout[active_adapter]
+    lora_A, lora_B = module.lora_A[active_adapter], module.lora_B[active_adapter]
+    scaling = module.scaling[active_adapter]
+    base = module.get_base_layer()
+    norm = fast_row_norm(base.weight, lora_A.weight, lora_B.weight, scaling,
+                         _weight_sq(module, base.weight))
+    magnitude = module.lora_magnitude_vector[active_adapter].weight
+    scale = magnitude / norm.to(magnitude.dtype)
+    if module.training and not isinstance(dropout, nn.Identity):
+        # peft's form: the DoRA terms see the dropped-out input, the base output does not
+        x = dropout(x)
+        base_x = F.linear(x, base.weight.to(x.dtype))
+        return result + (scale - 1) * base_x + scale * lora_B(lora_A(x)) * scaling
+    out = result if base.bias is None else result - base.bias
+    out = (out + lora_B(lora_A(x)) * scaling) * scale
+    return out if base.bias is None else out + base.bias
 
 
 def use_fast_dora(model: nn.Module) -> int:
@@ -323,7 +324,6 @@ def use_fast_dora(model: nn.Module) -> int:
     """
     from peft.tuners.lora.variants import DoraLinearVariant
 
-    peft_forward = DoraLinearVariant.forward
     switched = 0
     for module in model.modules():
         variants = getattr(module, "lora_variant", None)
@@ -333,6 +333,6 @@ def use_fast_dora(model: nn.Module) -> int:
             continue
         for variant in variants.values():
             if type(variant) is DoraLinearVariant:
-                variant.forward = _make_fast_forward(peft_forward)
+                variant.forward = fast_dora_forward
                 switched += 1
     return switched
