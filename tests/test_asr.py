@@ -2,7 +2,6 @@
 jargon data set builder, augmentation, bad audio/transcript input and the decoder training
 pieces (on a tiny random Whisper)."""
 import importlib.util
-import json
 import random
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from ftkit import asr, speech
+from ftkit import asr, asr_data, speech
 from ftkit.config import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,7 +27,7 @@ def _load_generator():
 
 @pytest.fixture(scope="module")
 def rows():
-    return asr.load_manifest(MANIFEST)
+    return asr_data.load_manifest(MANIFEST)
 
 
 @pytest.fixture(scope="module")
@@ -137,37 +136,37 @@ def test_training_sentences_have_two_different_voices(rows):
 
 
 def test_select_covers_terms_and_counts_renderings(rows):
-    picked = asr.select(rows, "domain", "train", 30, seed=1, renderings=2)
+    picked = asr_data.select(rows, "domain", "train", 30, seed=1, renderings=2)
     assert len(picked) == 60
     assert len({t for r in picked for t in r["terms"]}) == 30  # one sentence per term
-    assert asr.select(rows, "domain", "train", 30, seed=1, renderings=2) == picked
-    assert len(asr.select(rows, "everyday", "test", 5, seed=1)) == 5
-    known = asr.select(rows, "domain", "test", 30, seed=1, context="known")
+    assert asr_data.select(rows, "domain", "train", 30, seed=1, renderings=2) == picked
+    assert len(asr_data.select(rows, "everyday", "test", 5, seed=1)) == 5
+    known = asr_data.select(rows, "domain", "test", 30, seed=1, context="known")
     assert {r["context"] for r in known} == {"known"} and len(known) == 30
     with pytest.raises(ConfigError, match="known context"):
-        asr.select(rows, "domain", "test", 31, context="known")
+        asr_data.select(rows, "domain", "test", 31, context="known")
     with pytest.raises(ConfigError, match="holds"):
-        asr.select(rows, "everyday", "val", 1000)
+        asr_data.select(rows, "everyday", "val", 1000)
 
 
 def test_split_summary_refuses_a_shared_sentence(rows):
-    train = asr.select(rows, "domain", "train", 3)
-    summary = asr.split_summary({"train": train, "test": asr.select(rows, "domain", "test", 2)})
+    train = asr_data.select(rows, "domain", "train", 3)
+    summary = asr_data.split_summary({"train": train, "test": asr_data.select(rows, "domain", "test", 2)})
     assert summary.loc["train", "sentences"] == 3
     with pytest.raises(ValueError, match="both"):
-        asr.split_summary({"train": train, "test": train[:1]})
+        asr_data.split_summary({"train": train, "test": train[:1]})
 
 
 @needs_backend
 def test_synthesis_is_cached(rows, tmp_path, monkeypatch):
     monkeypatch.setenv("FTKIT_CACHE", str(tmp_path))
-    picked = asr.select(rows, "everyday", "val", 2)
-    first = asr.synthesize_rows(picked)
+    picked = asr_data.select(rows, "everyday", "val", 2)
+    first = asr_data.synthesize_rows(picked)
     assert len(list((tmp_path / "asr_audio").glob("*.npy"))) == 2
     monkeypatch.setattr(speech, "synthesize", lambda *a, **k: pytest.fail("not cached"))
-    again = asr.synthesize_rows(picked)
+    again = asr_data.synthesize_rows(picked)
     assert all(np.array_equal(x, y) for x, y in zip(first, again))
-    assert all(x.dtype == np.float32 and 0.5 < len(x) / asr.SAMPLE_RATE < 10 for x in first)
+    assert all(x.dtype == np.float32 and 0.5 < len(x) / asr_data.SAMPLE_RATE < 10 for x in first)
 
 
 # ---------------------------------------------------------------- augmentation
@@ -219,12 +218,12 @@ def test_time_stretch_keeps_pitch():
 
 def test_augment_clips_share_and_determinism():
     clips = [TONE] * 20
-    same, labels = asr.augment_clips(clips, 0.0, 0, [10.0], 0.1, 2.0)
+    same, labels = asr_data.augment_clips(clips, 0.0, 0, [10.0], 0.1, 2.0)
     assert labels == ["clean"] * 20 and all(np.array_equal(c, TONE) for c in same)
-    out, labels = asr.augment_clips(clips, 1.0, 3, [10.0], 0.1, 2.0)
+    out, labels = asr_data.augment_clips(clips, 1.0, 3, [10.0], 0.1, 2.0)
     assert "clean" not in labels
     assert {l.split()[0] for l in labels} <= {"white", "pink", "speed", "pitch"}
-    again, labels_again = asr.augment_clips(clips, 1.0, 3, [10.0], 0.1, 2.0)
+    again, labels_again = asr_data.augment_clips(clips, 1.0, 3, [10.0], 0.1, 2.0)
     assert labels == labels_again and all(np.array_equal(x, y) for x, y in zip(out, again))
 
 
@@ -243,16 +242,16 @@ def test_bad_augmentation_settings_are_refused():
 
 def test_stereo_is_downmixed_on_either_axis():
     stereo = np.stack([TONE, np.zeros_like(TONE)], axis=1)
-    assert np.allclose(asr.prepare_audio(stereo, SR), TONE / 2)
-    assert np.allclose(asr.prepare_audio(stereo.T, SR), TONE / 2)
+    assert np.allclose(asr_data.prepare_audio(stereo, SR), TONE / 2)
+    assert np.allclose(asr_data.prepare_audio(stereo.T, SR), TONE / 2)
 
 
 def test_other_sample_rates_are_resampled_and_int16_scaled():
     at44 = (np.sin(2 * np.pi * 440 * np.arange(44100) / 44100) * 16000).astype(np.int16)
-    out = asr.prepare_audio(at44, 44100)
+    out = asr_data.prepare_audio(at44, 44100)
     assert out.dtype == np.float32 and len(out) == 16000
     assert np.abs(out).max() == pytest.approx(16000 / 32767, rel=0.01)
-    assert np.abs(asr.prepare_audio(TONE * 4, SR)).max() == pytest.approx(1.0)
+    assert np.abs(asr_data.prepare_audio(TONE * 4, SR)).max() == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize("audio, sample_rate, message", [
@@ -265,16 +264,16 @@ def test_other_sample_rates_are_resampled_and_int16_scaled():
 ])
 def test_bad_audio_is_refused_with_a_reason(audio, sample_rate, message):
     with pytest.raises(ValueError, match=message):
-        asr.prepare_audio(audio, sample_rate)
+        asr_data.prepare_audio(audio, sample_rate)
 
 
 def test_bad_transcripts_are_refused(processor):
     tok = processor.tokenizer
-    assert asr.check_transcript(tok, "Take metoprolol daily.") == "Take metoprolol daily."
+    assert asr_data.check_transcript(tok, "Take metoprolol daily.") == "Take metoprolol daily."
     for text, message in [("", "empty"), ("dose\x07", "U\\+0007"), ("a\ud800", "U\\+D800"),
                           ("word " * 500, "tokens")]:
         with pytest.raises(ValueError, match=message):
-            asr.check_transcript(tok, text)
+            asr_data.check_transcript(tok, text)
 
 
 def test_labels_wrap_the_text_in_whisper_tokens(processor):
@@ -286,8 +285,8 @@ def test_labels_wrap_the_text_in_whisper_tokens(processor):
 
 
 def test_score_splits_adds_per_context_rows(rows, monkeypatch):
-    splits = {"test": asr.select(rows, "domain", "test", 1, context="known")
-              + asr.select(rows, "domain", "test", 1, context="new")}
+    splits = {"test": asr_data.select(rows, "domain", "test", 1, context="known")
+              + asr_data.select(rows, "domain", "test", 1, context="new")}
     wrong_last = [r["text"] for r in splits["test"][:-1]] + ["nothing like it"]
     monkeypatch.setattr(asr, "decode", lambda *a, **k: wrong_last)
     hyps, results = asr.score_splits(None, None, {"test": None}, splits, ("test",), "m")
