@@ -321,7 +321,6 @@ class WERStopping(TrainerCallback):
         self.states, self.references = states, references
         self.patience, self.max_new_tokens = patience, max_new_tokens
         self.best, self.best_step, self.bad_evals = float("inf"), 0, 0
-        self.history: list[tuple[int, float]] = []
         self._best_weights: dict[str, torch.Tensor] = {}
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
@@ -329,14 +328,14 @@ class WERStopping(TrainerCallback):
         value = wer(self.references, hyps)
         if metrics is not None:
             metrics["eval_wer"] = value
-        self.history.append((state.global_step, value))
         if value < self.best:
             self.best, self.best_step, self.bad_evals = value, state.global_step, 0
             self._best_weights = {n: p.detach().clone() for n, p in
                                   self.model.named_parameters() if p.requires_grad}
         else:
             self.bad_evals += 1
-            control.should_training_stop = self.bad_evals >= self.patience
+            if self.bad_evals >= self.patience:  # never un-stop what another callback stopped
+                control.should_training_stop = True
 
     def on_train_end(self, args, state, control, **kwargs):
         params = dict(self.model.named_parameters())
@@ -377,9 +376,9 @@ def train_decoder(model, processor, train_ds, val_states, val_texts, train_cfg, 
                       callbacks=[stopper, live_plot(f"Whisper decoder: {method}",
                                                     metric="eval_wer"), *(callbacks or [])])
     compact_logs(trainer)
+    trainer.evaluate()  # WER before the first step: the baseline early stopping must beat
     t0 = time.perf_counter()
-    with MemoryTracker() as mem:
-        trainer.evaluate()  # WER before the first step: the baseline early stopping must beat
+    with MemoryTracker() as mem:  # the training alone, not the baseline decoding
         result = trainer.train()
     row = {"method": method, "trainable_params": trainable_summary(model)["trainable"],
            "train_seconds": time.perf_counter() - t0, "steps": result.global_step,

@@ -352,6 +352,8 @@ def test_train_decoder_runs_and_returns_a_plain_model(tiny_whisper, processor, m
     assert not hasattr(tuned, "peft_config")  # LoRA comes back merged
     assert row["steps"] <= 2 and row["trainable_params"] > 0
     assert 0 <= row["best_val_wer"] and np.isfinite(row["train_loss"])
+    # evaluated at steps 0 (baseline), 1 and 2: the best one is recorded with a finite WER
+    assert row["best_step"] in (0, 1, 2) and np.isfinite(row["best_val_wer"])
     hyps = asr.decode(tuned, processor, states[:2], max_new_tokens=4)
     assert len(hyps) == 2
 
@@ -379,3 +381,15 @@ def test_wer_stopping_keeps_the_best_weights_and_stops(monkeypatch):
     assert control.should_training_stop and stop.best == 0.0 and stop.best_step == 1
     stop.on_train_end(None, state, control)
     assert model.w.item() == 2.0  # the weights of the best evaluation are back
+
+
+def test_wer_stopping_never_clears_a_stop_set_by_another_callback(monkeypatch):
+    from transformers import TrainerControl, TrainerState
+
+    monkeypatch.setattr(asr, "decode", lambda *a, **k: ["x"])  # WER 1.0, never better
+    stop = asr.WERStopping(_Linear(), None, None, ["a"], patience=5)
+    state, control = TrainerState(), TrainerControl()
+    stop.on_evaluate(None, state, control, metrics={})  # the first value is the best so far
+    control.should_training_stop = True  # e.g. a max-time callback
+    stop.on_evaluate(None, state, control, metrics={})  # worse, but patience not used up
+    assert control.should_training_stop
