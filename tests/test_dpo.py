@@ -80,3 +80,10 @@ def test_choose_threads_sets_torch():
         assert dpo.choose_threads(0) >= 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_policy_row_of_the_reference_has_no_win_rate():
+    judged = [{"score": 2, "correct": True, "compliant": True, "n_words": 1}]
+    row = dpo.policy_row(judged, None, [])
+    assert math.isnan(row["win_rate"]) and row["kl_to_ref"] == 0.0
+    assert dpo.policy_row(judged, [{"score": 1}], [0.5])["win_rate"] == 1.0

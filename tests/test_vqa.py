@@ -11,6 +11,7 @@ from PIL import Image
 
 import ftkit as ft
 from ftkit.config import ConfigError
+from ftkit.train.adapters import trainable_summary
 from ftkit.vqa import VQAConfig, contrastive, evaluate, model as vm, shapes, train as vt
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -169,7 +170,7 @@ def test_one_training_step_moves_only_what_should(tiny_vlm, tmp_path):
     assert np.isfinite(row["train_loss"]) and 0 < row["trainable_share"] < 0.5
     assert all(p.dtype == torch.float32 for p in model.parameters())  # bf16 storage undone
     lora = vm.add_lora(model, r=2, alpha=4.0)
-    counts, parts = vm.parameter_counts(lora), vm.part_counts(lora)
+    counts, parts = trainable_summary(lora), vm.part_counts(lora)
     assert parts["lora"] > 0 and counts["trainable"] == parts["lora"] + parts["projector"]
     assert not any(p.requires_grad for n, p in lora.named_parameters() if "vision_tower" in n)
     lora, row = vt.train_stage(lora, processor, examples, train, 1, str(tmp_path))

@@ -260,10 +260,10 @@ def plot_decomposition(table: pd.DataFrame) -> Any:
 # -- a faster DoRA forward for training ---------------------------------------------------
 #
 # peft adds DoRA to a LoRA layer's output as  (m/‖V‖ − 1)·base + (m/‖V‖)·s·lora  with
-# V = W0 + s·B·A, materialising the [out, in] product B·A for the norm on every call. Measured
-# on a 2-core CPU with bf16 autocast, those activation-sized fp32 products and the weight-sized
-# norm made a DoRA layer 2.6x as slow as a LoRA one (benchmarks/train_throughput.py measures
-# the model-level effect). The same output, with fewer passes:
+# V = W0 + s·B·A, materialising the [out, in] product B·A for the norm on every call; under
+# bf16 autocast on a CPU those activation-sized fp32 products and the weight-sized norm are
+# most of DoRA's extra cost (benchmarks/train_throughput.py measures it against peft's forward).
+# The same output, with fewer passes:
 #   * (m/‖V‖)·(base + s·lora): one scale of the sum instead of two scaled terms;
 #   * ‖V_i‖² = ‖W0_i‖² + 2s·B_i·(A W0_iᵀ) + s²·B_i (A Aᵀ) B_iᵀ: ‖W0_i‖² is cached (W0 is frozen),
 #     A W0ᵀ is one [r, out] product and A Aᵀ is [r, r]; B·A is never formed.

@@ -270,14 +270,19 @@ def judge_policy(model, tokenizer, rows: list[dict], max_new_tokens: int = 16,
     return replies, judge_rows(replies, rows)
 
 
-def policy_row(judged: list[dict], ref_judged: list[dict], kl: list[float]) -> dict:
-    """Win rate against the reference, judge summary and mean KL, for a results table."""
+def policy_row(judged: list[dict], ref_judged: list[dict] | None, kl: list[float]) -> dict:
+    """Win rate against the reference, judge summary and mean KL, for a results table.
+
+    ``ref_judged=None`` means the row *is* the reference: its win rate is not a measurement
+    (NaN, not the 0.5 of a policy tied with itself).
+    """
     import statistics
 
     from ..evaluate.judge import summary, win_rate
 
-    return {"win_rate": win_rate([j["score"] for j in judged], [j["score"] for j in ref_judged]),
-            **summary(judged), "kl_to_ref": statistics.mean(kl) if kl else 0.0}
+    rate = float("nan") if ref_judged is None else win_rate(
+        [j["score"] for j in judged], [j["score"] for j in ref_judged])
+    return {"win_rate": rate, **summary(judged), "kl_to_ref": statistics.mean(kl) if kl else 0.0}
 
 
 def plot_sweep(table, reference_words: float):

@@ -221,7 +221,7 @@ def evaluate_policy(model, tokenizer, rows: list[dict], reward_fn, ref_judged=No
     """Greedy replies to held-out rows, judged; win rate vs ``ref_judged``, KL, mean reward.
 
     Returns ``(replies, judged, row)``. Without ``ref_judged`` the policy is the reference
-    itself (win rate 0.5); a model without an adapter has KL 0 to itself.
+    itself (win rate NaN: nothing to compare with); a model without an adapter has KL 0.
     """
     from .dpo import judge_policy, policy_row, token_kl
 
@@ -229,6 +229,6 @@ def evaluate_policy(model, tokenizer, rows: list[dict], reward_fn, ref_judged=No
     prompts = [r["prompt"] for r in rows]
     kl = token_kl(model, tokenizer, prompts, replies, batch_size) \
         if hasattr(model, "disable_adapter") else []
-    row = policy_row(judged, ref_judged or judged, kl)
+    row = policy_row(judged, ref_judged, kl)
     row["rm_reward"] = float(reward_fn(prompts, replies).mean())
     return replies, judged, row

@@ -103,16 +103,17 @@ def check_datasets(train_ds, eval_ds, train: TrainConfig, model=None) -> None:
                 check_lengths(model, longest, f"longest {name} example (tokens)")
 
 
-def frozen_weights_to_bf16(model) -> int:
+def frozen_weights_to_bf16(model, peft_only: bool = True) -> int:
     """Store the frozen Linear weights of a peft model in bf16; returns how many changed.
 
     Under bf16 autocast every matmul reads its weight as bf16 anyway, so a frozen fp32 weight is
     cast again at every forward and backward; kept in bf16 it is cast never and takes half the
     memory, and the matmuls compute exactly what they computed before. Embeddings, norms and
     the (tied) output head stay fp32, so the residual stream keeps its precision; the trained
-    adapter weights stay fp32. Only for peft models (full fine-tuning keeps fp32 weights).
+    adapter weights stay fp32. Only for peft models (full fine-tuning keeps fp32 weights),
+    unless ``peft_only=False`` (e.g. a VLM whose projector alone trains).
     """
-    if not hasattr(model, "peft_config"):
+    if peft_only and not hasattr(model, "peft_config"):
         return 0
     from torch import nn
 

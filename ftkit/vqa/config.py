@@ -9,7 +9,6 @@ from dataclasses import dataclass
 
 from ..config import Section, param, register_section
 from .model import OFFLINE
-from .shapes import parse_pairs
 
 
 @dataclass(frozen=True)

@@ -162,13 +162,6 @@ def add_lora(model, r: int = 8, alpha: float = 16.0, dropout: float = 0.05, seed
     return peft_model
 
 
-def parameter_counts(model) -> dict:
-    """Trainable and total parameters, and the share that trains."""
-    total = sum(p.numel() for p in model.parameters())
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return {"trainable": trainable, "total": total, "share": trainable / total}
-
-
 def part_counts(model) -> dict[str, int]:
     """Parameters of the vision encoder, projector and language model (LoRA weights apart)."""
     counts = {"vision": 0, "projector": 0, "language": 0, "lora": 0}
@@ -180,25 +173,3 @@ def part_counts(model) -> dict[str, int]:
                "vision")
         counts[key] += p.numel()
     return counts
-
-
-def frozen_linear_to_bf16(model) -> int:
-    """Store the frozen Linear weights in bf16 for training under bf16 autocast.
-
-    Autocast casts every fp32 weight to bf16 at each use; stored in bf16 they are cast never
-    (the matmuls compute the same), which removes most of the copying a step does on a CPU.
-    The output head (tied to the embeddings) and trainable weights stay fp32;
-    :func:`ftkit.train.sft.unwrap` casts them back after training, bf16-rounded: identical for
-    everything that runs under bf16 autocast (training and ftkit.vqa.evaluate), slightly off
-    a freshly loaded model in fp32. Returns how many weights changed.
-    """
-    head = model.get_output_embeddings()
-    keep = {id(p) for p in head.parameters()} if head is not None else set()
-    changed = 0
-    for module in model.modules():
-        w = getattr(module, "weight", None)
-        if (isinstance(module, torch.nn.Linear) and not w.requires_grad
-                and w.dtype == torch.float32 and id(w) not in keep):
-            w.data = w.data.to(torch.bfloat16)
-            changed += 1
-    return changed

@@ -173,16 +173,16 @@ def train_stage(model, processor, examples: list[dict], train: TrainConfig, step
 
     The row holds the trainable parameters and share, the median step time, the wall time and
     the mean training loss. With ``train.bf16`` the frozen Linear weights are kept in bf16 while
-    training (:func:`ftkit.vqa.model.frozen_linear_to_bf16`). The model comes back unwrapped
-    (no autocast wrapper, fp32 again), in eval mode.
+    training (:func:`ftkit.train.sft.frozen_weights_to_bf16`), where bf16 runs. The model comes
+    back unwrapped (no autocast wrapper, fp32 again), in eval mode.
     """
     from ..finetune import StepTimer
-    from ..train.sft import unwrap
-    from .model import frozen_linear_to_bf16, parameter_counts
+    from ..train.adapters import trainable_summary
+    from ..train.sft import bf16_ok, frozen_weights_to_bf16, unwrap
 
-    counts = parameter_counts(model)
-    if train.bf16:
-        frozen_linear_to_bf16(model)
+    counts = trainable_summary(model)
+    if train.bf16 and bf16_ok():  # the condition under which the Trainer autocasts to bf16
+        frozen_weights_to_bf16(model, peft_only=False)
     timer = StepTimer()
     stage_cfg = dataclasses.replace(train, max_steps=steps)
     t0 = time.perf_counter()
@@ -190,6 +190,6 @@ def train_stage(model, processor, examples: list[dict], train: TrainConfig, step
     result = run.train()
     model = unwrap(run)
     return model.eval(), {"trainable_params": counts["trainable"],
-                          "trainable_share": counts["share"], "step_seconds": timer.median,
+                          "total_params": counts["total"], "trainable_share": counts["share"], "step_seconds": timer.median,
                           "train_seconds": time.perf_counter() - t0,
                           "train_loss": result.training_loss}
