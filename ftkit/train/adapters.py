@@ -91,6 +91,13 @@ def callbacks(model: nn.Module, cfg: AdapterConfig, seed: int = 0) -> list:
     return []
 
 
+def require_peft(model: nn.Module, who: str) -> None:
+    """Refuse a model without a peft adapter where the reference is the adapter switched off."""
+    if not hasattr(model, "disable_adapter"):
+        raise ConfigError(f"{who} expects a peft (LoRA) model: its reference is the same "
+                          "network with the adapter disabled")
+
+
 def trainable_summary(model: nn.Module) -> dict:
     """Trainable and total parameter counts and the trainable share."""
     total = sum(p.numel() for p in model.parameters())

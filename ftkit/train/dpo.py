@@ -27,6 +27,7 @@ from transformers import TrainerCallback
 
 from ..config import AdapterConfig, ConfigError, Section, TrainConfig, param, register_section
 from ..env import headless
+from .adapters import require_peft
 from .callbacks import compact_logs, show_in_place
 
 
@@ -177,9 +178,7 @@ def make_dpo_trainer(model, tokenizer, train_ds, train: TrainConfig, beta: float
     """A TRL DPOTrainer over a peft ``model`` (its reference: the adapter switched off)."""
     from trl import DPOTrainer
 
-    if not hasattr(model, "peft_config"):
-        raise ConfigError("make_dpo_trainer expects a peft (LoRA) model: its reference is the "
-                          "same network with the adapter disabled")
+    require_peft(model, "make_dpo_trainer")
     if len(train_ds) < train.batch_size:
         raise ConfigError(f"TrainConfig.batch_size = {train.batch_size} is larger than the "
                           f"preference set ({len(train_ds)} pairs)")

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import ConfigError, Section, param, register_section
+from .adapters import require_peft
 
 
 @dataclass(frozen=True)
@@ -187,9 +188,7 @@ def train_ppo(model, tokenizer, prompts: list[str], reward_fn, cfg: PPOSettings,
     ``model`` must be a peft (LoRA) model: its reference is the adapter switched off.
     Returns one statistics row per iteration; ``curves`` (a LiveCurves) plots them live.
     """
-    if not hasattr(model, "disable_adapter"):
-        raise ConfigError("train_ppo expects a peft (LoRA) model: its reference is the same "
-                          "network with the adapter disabled")
+    require_peft(model, "train_ppo")
     if len(prompts) < cfg.ppo_prompts:
         raise ConfigError(f"PPOSettings.ppo_prompts = {cfg.ppo_prompts} is more than the "
                           f"{len(prompts)} training prompts")
