@@ -49,6 +49,7 @@ from ftkit.train import adapters, sft  # noqa: E402
 LEVERS = {  # variant name -> (what changes against ftkit's default, keyword overrides)
     "ftkit default": ({}, {}),
     "ftkit without bf16 autocast": ({"bf16": False}, {}),
+    "ftkit with padded batches": ({}, {"packing": False}),
     "ftkit with full-sequence logits": ({}, {"label_only_logits": False}),
     "ftkit with length grouping": ({}, {"train_sampling_strategy": "group_by_length"}),
     "ftkit with bf16 frozen base weights": ({}, {"frozen_bf16": True}),

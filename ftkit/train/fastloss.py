@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from transformers import Trainer
 
 IGNORE_INDEX = -100
+PACKED_KEYS = ("position_ids", "cu_seq_lens_q", "cu_seq_lens_k", "max_length_q", "max_length_k")
 
 
 def _parts(model):
@@ -28,14 +29,17 @@ def _parts(model):
 
 
 def label_only_loss(model, input_ids, attention_mask, labels,
-                    num_items_in_batch: int | torch.Tensor | None = None) -> torch.Tensor:
+                    num_items_in_batch: int | torch.Tensor | None = None,
+                    **packed: torch.Tensor | int) -> torch.Tensor:
     """Next-token cross-entropy over the labelled positions, logits for those only.
 
     The mean over this batch's label tokens, or (like transformers' own causal-LM loss) the
     sum divided by ``num_items_in_batch`` when the Trainer counts labels across accumulation.
+    ``packed``: ``position_ids`` and example boundaries of a flattened batch
+    (ftkit.train.packing), passed on to the decoder.
     """
     decoder, head = _parts(model)
-    hidden = decoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    hidden = decoder(input_ids=input_ids, attention_mask=attention_mask, **packed).last_hidden_state
     targets = labels[:, 1:]
     keep = targets != IGNORE_INDEX
     logits = head(hidden[:, :-1][keep]).float()
@@ -53,11 +57,30 @@ class LabelOnlyLossTrainer(Trainer):
     autocast wrapper the Trainer puts around ``model.forward``).
     """
 
+    eval_collator = None  # set when training batches are flattened (ftkit.train.packing)
+
+    def _padded(self, build, dataset):
+        if self.eval_collator is None:
+            return build(dataset)
+        train_collator, self.data_collator = self.data_collator, self.eval_collator
+        try:
+            return build(dataset)
+        finally:
+            self.data_collator = train_collator
+
+    def get_eval_dataloader(self, eval_dataset=None):
+        """Evaluation keeps padded batches (and with them the model's own attention)."""
+        return self._padded(super().get_eval_dataloader, eval_dataset)
+
+    def get_test_dataloader(self, test_dataset):
+        return self._padded(super().get_test_dataloader, test_dataset)
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         labels = inputs.get("labels")
         if return_outputs or labels is None or _parts(model) is None:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         device = inputs["input_ids"].device.type
+        packed = {k: v for k, v in inputs.items() if k in PACKED_KEYS}
         with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=self.args.bf16):
             return label_only_loss(model, inputs["input_ids"], inputs.get("attention_mask"),
-                                   labels, num_items_in_batch)
+                                   labels, num_items_in_batch, **packed)

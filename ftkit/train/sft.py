@@ -133,12 +133,17 @@ def frozen_weights_to_bf16(model, peft_only: bool = True) -> int:
 def make_trainer(model, tokenizer, train_ds, eval_ds, train: TrainConfig, output_dir: str,
                  seed: int = 42, title: str = "training", callbacks: list | None = None,
                  label_only_logits: bool = True, save_steps: int = 0,
-                 frozen_bf16: bool = False, **overrides: Any):
+                 frozen_bf16: bool = False, packing: bool = True, **overrides: Any):
     """A Trainer with padding that masks pads out of the loss and the live loss plot.
 
     ``label_only_logits``: compute the vocabulary logits of the training loss only where a
     label exists (ftkit.train.fastloss; same loss, less compute). ``overrides`` go to
     TrainingArguments.
+    ``packing`` (with ``label_only_logits``): train on padding-free batches, each batch's
+    examples end to end in one row with attention kept inside each example
+    (ftkit.train.packing); the same examples per step and the same loss, no pad tokens
+    computed. Models whose attention cannot be swapped train on padded batches.
+    Evaluation batches stay padded.
     ``frozen_bf16``: with bf16 training, keep a peft model's frozen Linear weights in bf16
     (:func:`frozen_weights_to_bf16`; measured +6 % tokens/s and -256 MB on SmolLM2 + LoRA, the
     same held-out loss). Off by default: :func:`unwrap` casts them back to fp32 for evaluation,
@@ -152,6 +157,7 @@ def make_trainer(model, tokenizer, train_ds, eval_ds, train: TrainConfig, output
     from . import checkpoints
     from .callbacks import compact_logs, live_plot
     from .fastloss import LabelOnlyLossTrainer
+    from .packing import flatten_collator, use_packed_attention
 
     overrides = checkpoints.save_overrides(save_steps, overrides)
     if eval_ds is None:
@@ -162,9 +168,13 @@ def make_trainer(model, tokenizer, train_ds, eval_ds, train: TrainConfig, output
     args = training_arguments(train, output_dir, seed, **overrides)
     if frozen_bf16 and args.bf16:
         frozen_weights_to_bf16(model)
-    return compact_logs(cls(model=model, args=args,
-                            train_dataset=train_ds, eval_dataset=eval_ds, data_collator=collator,
-                            callbacks=[live_plot(title), *(callbacks or []), *integrity]))
+    packed = label_only_logits and packing and use_packed_attention(model)
+    trainer = cls(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
+                  data_collator=flatten_collator() if packed else collator,
+                  callbacks=[live_plot(title), *(callbacks or []), *integrity])
+    if packed:
+        trainer.eval_collator = collator
+    return compact_logs(trainer)
 
 
 def train(trainer, resume: bool = True):

@@ -1,0 +1,116 @@
+"""Padding-free training batches for decoder LMs on a CPU (paper §5.3, training setup).
+
+A padded batch of instruction examples wastes a quarter or more of every matmul on pad tokens
+(the examples of one batch differ in length), and PyTorch's CPU attention kernel is slow for
+the short sequences of fine-tuning, in bf16 above all. Here each batch is flattened into one
+row: the linear layers, norms and MLPs see only real tokens, and attention runs per example.
+
+- :func:`flatten_collator`: concatenates a batch's examples into one row with per-example
+  ``position_ids`` (so RoPE positions restart) and the example boundaries (``cu_seq_lens_q``).
+- :func:`segment_attention`: registered with transformers as ``"ftkit_packed"``; given the
+  boundaries it gathers the flat row into a small ``[examples, heads, longest, head_dim]`` block,
+  applies causal attention with an additive mask (matmuls in the autocast dtype, softmax in fp32,
+  as transformers' eager attention does), and scatters the result back. Without boundaries
+  (evaluation, generation) it defers to transformers' SDPA, so outputs there are unchanged.
+
+Inside one example the result equals the padded batch's at every real token: padding sits after
+an example's last token, and causal attention never looks forward. Used by
+ftkit.train.sft.make_trainer (``packing=True``, the default); measured in
+``benchmarks/train_throughput.py``.
+"""
+from __future__ import annotations
+
+import functools
+
+import torch
+import torch.nn.functional as F
+
+NAME = "ftkit_packed"
+_BOUNDARY_KEY = "cu_seq_lens_q"
+
+
+def _gather_index(cu: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(index, valid)``, both ``[examples, longest]``: where each padded slot reads from in the
+    flat row (pads read their example's first token), and which slots are real tokens."""
+    starts, lengths = cu[:-1].long(), (cu[1:] - cu[:-1]).long()
+    pos = torch.arange(int(lengths.max()), device=cu.device)
+    valid = pos[None, :] < lengths[:, None]
+    index = torch.where(valid, starts[:, None] + pos[None, :], starts[:, None])
+    return index, valid
+
+
+@functools.lru_cache(maxsize=8)
+def _causal_bias(length: int, device) -> torch.Tensor:
+    return torch.full((length, length), float("-inf"), device=device).triu_(1)
+
+
+def segment_attention(module, query, key, value, attention_mask, dropout: float = 0.0,
+                      scaling: float | None = None, **kwargs):
+    """Causal attention within each example of a flattened batch (see the module docstring).
+
+    ``query`` is ``[1, heads, tokens, head_dim]``, ``key``/``value`` ``[1, kv_heads, tokens,
+    head_dim]`` (grouped-query attention is handled without repeating keys). Returns
+    ``([1, tokens, heads, head_dim], None)`` like transformers' attention functions.
+    """
+    cu = kwargs.get(_BOUNDARY_KEY)
+    if cu is None or query.shape[0] != 1 or key.shape[2] != query.shape[2]:
+        from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
+                                      scaling=scaling, **kwargs)
+    index, valid = _gather_index(cu.to(query.device))
+    n, length = index.shape
+    heads, kv_heads, dim = query.shape[1], key.shape[1], query.shape[3]
+    group = heads // kv_heads
+    # [1, H, T, d] -> [H, n, L, d] -> [n, H, L, d]; queries grouped per key head
+    q = query[0][:, index].transpose(0, 1).reshape(n, kv_heads, group * length, dim)
+    k = key[0][:, index].transpose(0, 1)
+    v = value[0][:, index].transpose(0, 1)
+    scale = scaling if scaling is not None else dim ** -0.5
+    scores = torch.matmul(q, k.transpose(-1, -2)).view(n, kv_heads, group, length, length)
+    scores = scores * scale + _causal_bias(length, query.device)
+    probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+    if dropout and module.training:
+        probs = F.dropout(probs, p=dropout)
+    out = torch.matmul(probs.view(n, kv_heads, group * length, length), v)
+    out = out.view(n, heads, length, dim).transpose(1, 2)  # [n, L, H, d]
+    return out[valid].unsqueeze(0), None
+
+
+def _register() -> None:
+    from transformers import AttentionInterface, AttentionMaskInterface
+    from transformers.masking_utils import sdpa_mask
+
+    AttentionInterface.register(NAME, segment_attention)
+    AttentionMaskInterface.register(NAME, sdpa_mask)
+
+
+def use_packed_attention(model) -> bool:
+    """Switch a causal LM (or a peft model around one) to :func:`segment_attention`.
+
+    Returns False, changing nothing, for other models (encoders attend both ways, so the causal
+    mask would be wrong for them) and for architectures that refuse a registered attention;
+    those train on padded batches.
+    """
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    config = getattr(base, "config", None)
+    if config is None or not type(base).__name__.endswith("ForCausalLM") \
+            or not hasattr(base, "set_attn_implementation"):
+        return False
+    if getattr(config, "_attn_implementation", None) == NAME:
+        return True
+    _register()
+    try:
+        base.set_attn_implementation(NAME)
+    except (ValueError, ImportError, NotImplementedError):
+        return False
+    return getattr(config, "_attn_implementation", None) == NAME
+
+
+def flatten_collator():
+    """A collator that puts a batch's examples end to end in one row, with restarting
+    ``position_ids``, the boundaries :func:`segment_attention` needs, and each example's first
+    label masked (it would otherwise be predicted from the previous example)."""
+    from transformers import DataCollatorWithFlattening
+
+    return DataCollatorWithFlattening(return_position_ids=True, return_flash_attn_kwargs=True)
