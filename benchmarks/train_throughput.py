@@ -2,8 +2,10 @@
 
 One process, one model (SmolLM2-135M-Instruct from the offline pack), LoRA r=16 on every Linear
 layer, the same instruction examples (data/instruct_tasks/), the same number of optimiser steps
-and batch size. Each variant starts from a freshly loaded model; between variants memory is
-handed back to the OS so that each peak is its own. Printed per variant:
+and batch size. Each variant starts from a freshly loaded model and the same adapter
+initialisation (seed 0); between variants memory is handed back to the OS so that each peak is
+its own. Two untimed steps of each path run first, so that no variant pays the one-time setup
+of the matmul kernels. Printed per variant:
 
 - non-padding tokens per second (tokens of the examples trained on / training wall time);
 - the ratio to TRL's defaults;
@@ -20,7 +22,7 @@ so each lever's effect is measured, not assumed. TRL keeps all its defaults (lea
 DoRA runs on ftkit's default path (its fast DoRA forward, ftkit.train.dora.use_fast_dora) for
 the DoRA/LoRA step-time ratio, and once with peft's own DoRA forward to measure that lever.
 
-    python benchmarks/train_throughput.py                # 10 steps x 8 examples
+    python benchmarks/train_throughput.py                # 20 steps x 8 examples
     python benchmarks/train_throughput.py --steps 20 --compile --json out.json
 """
 from __future__ import annotations
@@ -50,6 +52,7 @@ LEVERS = {  # variant name -> (what changes against ftkit's default, keyword ove
     "ftkit default": ({}, {}),
     "ftkit without bf16 autocast": ({"bf16": False}, {}),
     "ftkit with padded batches": ({}, {"packing": False}),
+    "ftkit with autocast's weight copies": ({}, {"recast_frozen": False}),
     "ftkit with full-sequence logits": ({}, {"label_only_logits": False}),
     "ftkit with length grouping": ({}, {"train_sampling_strategy": "group_by_length"}),
     "ftkit with bf16 frozen base weights": ({}, {"frozen_bf16": True}),
@@ -73,6 +76,7 @@ def run_trl(model_name: str, pairs: list[dict], steps: int, batch: int, r: int, 
     from trl import SFTConfig, SFTTrainer
 
     model, tok = ft.load(model_name)
+    torch.manual_seed(0)
     args = SFTConfig(output_dir=out, use_cpu=True, max_steps=steps,
                      per_device_train_batch_size=batch, report_to=[], save_strategy="no")
     trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(pairs),
@@ -93,6 +97,7 @@ def run_ftkit(model_name: str, tok, rows: list[dict], steps: int, batch: int, r:
     ``fast_dora=False`` keeps peft's own DoRA forward (ftkit switches it to
     ftkit.train.dora.use_fast_dora by default)."""
     model, _ = ft.load(model_name)
+    torch.manual_seed(0)  # the same adapter initialisation in every variant
     cfg = AdapterConfig(peft_method=method, lora_r=r, lora_alpha=2 * r, lora_dropout=0.0)
     model = (adapters.apply_method(model, cfg) if fast_dora or method != "dora"
              else adapters._lora(model, cfg, use_dora=True, fast_dora=False))
@@ -151,7 +156,7 @@ def measure(name: str, build, n_params: int, peak_gflops: float, heldout: list[d
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="smollm2-135m")
-    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--rank", type=int, default=16)
     parser.add_argument("--compile", action="store_true", help="also measure torch.compile")
@@ -182,6 +187,15 @@ def main() -> None:
         args.model, tok, rows, args.steps, args.batch_size, args.rank, out, method="dora",
         fast_dora=False)
     wanted = [v.strip() for v in args.only.split(",") if v.strip()]
+    for name in ("TRL SFTTrainer defaults", "ftkit default"):  # untimed: one-time kernel setup
+        with tempfile.TemporaryDirectory() as out:
+            build = {"TRL SFTTrainer defaults": lambda: run_trl(
+                args.model, pairs[:2 * args.batch_size], 2, args.batch_size, args.rank, out),
+                "ftkit default": lambda: run_ftkit(args.model, tok, rows[:2 * args.batch_size],
+                                                   2, args.batch_size, args.rank, out)}[name]
+            build()[0].train()
+        env.release_memory()
+    print("warm-up done (2 untimed steps of TRL and of ftkit)", flush=True)
     results = []
     for name, build in variants.items():
         if wanted and name not in wanted:

@@ -91,6 +91,14 @@ def test_make_trainer_packs_training_batches_only(tiny, tmp_path, monkeypatch):
     assert torch.isfinite(torch.tensor(result.training_loss))
     padded = sft.make_trainer(model, tok, ds, None, train, str(tmp_path), packing=False)
     assert next(iter(padded.get_train_dataloader()))["input_ids"].shape[0] == 4
+    # the model's own full-sequence loss reads the packed batch too
+    full = sft.make_trainer(model, tok, ds, None, train, str(tmp_path), label_only_logits=False)
+    batch = next(iter(full.get_train_dataloader()))
+    assert batch["input_ids"].shape[0] == 1
+    with torch.no_grad():
+        own = full.compute_loss(model, dict(batch))
+        full.label_only = True
+        torch.testing.assert_close(full.compute_loss(model, dict(batch)), own)
 
 
 def test_encoders_and_other_models_keep_their_attention():

@@ -58,6 +58,7 @@ class LabelOnlyLossTrainer(Trainer):
     """
 
     eval_collator = None  # set when training batches are flattened (ftkit.train.packing)
+    label_only = True  # False: the model's own loss over full-sequence logits
 
     def _padded(self, build, dataset):
         if self.eval_collator is None:
@@ -77,7 +78,7 @@ class LabelOnlyLossTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         labels = inputs.get("labels")
-        if return_outputs or labels is None or _parts(model) is None:
+        if not self.label_only or return_outputs or labels is None or _parts(model) is None:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         device = inputs["input_ids"].device.type
         packed = {k: v for k, v in inputs.items() if k in PACKED_KEYS}

@@ -1,0 +1,69 @@
+"""Recasting frozen Linear layers: the same loss and gradients, no bf16 weight copies kept."""
+import copy
+
+import torch
+
+from ftkit import models
+from ftkit.config import AdapterConfig
+from ftkit.train import adapters
+from ftkit.train.fastloss import label_only_loss
+from ftkit.train.frozen_linear import RecastLinear, use_recast_frozen_linears
+
+
+def _lora_model():
+    torch.manual_seed(0)
+    model, tok = models.load("tiny-llama")
+    model = adapters.apply_method(model, AdapterConfig(lora_r=4, lora_alpha=8))
+    ids = tok(["LoRA adds low-rank matrices to frozen weights."] * 2, return_tensors="pt")
+    return model.eval(), ids["input_ids"]  # no dropout: both passes see the same masks
+
+
+def _step(model, ids):
+    """Loss, LoRA gradients and the bytes of new tensors autograd saved for backward (the
+    model's own parameters are referenced, not copied), under bf16 autocast."""
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    saved = {}
+
+    def pack(t):
+        ptr = t.untyped_storage().data_ptr()
+        if ptr not in params:
+            saved[ptr] = t.untyped_storage().nbytes()
+        return t
+
+    model.zero_grad()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), \
+            torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = label_only_loss(model, ids, None, ids)
+    loss.backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+    return loss.detach(), grads, sum(saved.values())
+
+
+def test_recast_keeps_the_numbers_and_saves_the_weight_copies():
+    model, ids = _lora_model()
+    loss, grads, saved = _step(model, ids)
+    frozen = {name: m for name, m in model.named_modules() if type(m) is torch.nn.Linear
+              and not m.weight.requires_grad}
+    assert use_recast_frozen_linears(model) == len(frozen) > 0
+    loss2, grads2, saved2 = _step(model, ids)
+    torch.testing.assert_close(loss2, loss, rtol=0, atol=0)
+    for name, grad in grads.items():
+        torch.testing.assert_close(grads2[name], grad, rtol=1e-3, atol=1e-6)
+    # the first layer's q/k/v inputs need no gradient, so those save nothing either way;
+    # every other frozen projection stops saving its bf16 weight copy
+    copies = sum(m.weight.numel() * 2 for name, m in frozen.items()
+                 if not any(f"layers.0.self_attn.{p}_proj" in name for p in "qkv"))
+    assert saved - saved2 >= copies
+
+
+def test_only_frozen_plain_linears_switch_and_models_still_copy():
+    model, ids = _lora_model()
+    use_recast_frozen_linears(model)
+    for module in model.modules():
+        if isinstance(module, RecastLinear):
+            assert not module.weight.requires_grad
+        elif type(module) is torch.nn.Linear:  # LoRA A/B matrices train
+            assert module.weight.requires_grad
+    twin = copy.deepcopy(model)
+    with torch.no_grad():
+        torch.testing.assert_close(twin(ids).logits, model(ids).logits)
