@@ -58,6 +58,7 @@ LEVERS = {  # variant name -> (what changes against ftkit's default, keyword ove
     "ftkit with bf16 frozen base weights": ({}, {"frozen_bf16": True}),
 }
 PEFT_DORA = "DoRA with peft's forward"
+AGAIN = "ftkit default, again at the end"
 
 
 def examples(n: int, model_name: str, seed: int):
@@ -171,21 +172,22 @@ def main() -> None:
     tok, rows, pairs = examples(n, args.model, seed=0)
     n_params = sum(p.numel() for p in ft.load(args.model)[0].parameters())
     heldout = heldout_batches(tok)
+    def ftkit(**kw):
+        return lambda out: run_ftkit(args.model, tok, rows, args.steps, args.batch_size,
+                                     args.rank, out, **kw)
+
+    # DoRA right after LoRA, so that their ratio is measured on the same footing; the default
+    # once more at the end shows how far the machine drifted over the run
     variants = {"TRL SFTTrainer defaults": lambda out: run_trl(args.model, pairs, args.steps,
-                                                               args.batch_size, args.rank, out)}
+                                                               args.batch_size, args.rank, out),
+                "ftkit default": ftkit(),
+                "ftkit default, DoRA": ftkit(method="dora"),
+                PEFT_DORA: ftkit(method="dora", fast_dora=False)}
     for name, (train_changes, overrides) in LEVERS.items():
-        variants[name] = (lambda tc, ov: lambda out: run_ftkit(
-            args.model, tok, rows, args.steps, args.batch_size, args.rank, out,
-            train_changes=tc, overrides=ov))(train_changes, overrides)
+        variants.setdefault(name, ftkit(train_changes=train_changes, overrides=overrides))
     if args.compile:
-        variants["ftkit + torch.compile"] = lambda out: run_ftkit(
-            args.model, tok, rows, args.steps, args.batch_size, args.rank, out,
-            overrides={"torch_compile": True})
-    variants["ftkit default, DoRA"] = lambda out: run_ftkit(
-        args.model, tok, rows, args.steps, args.batch_size, args.rank, out, method="dora")
-    variants[PEFT_DORA] = lambda out: run_ftkit(
-        args.model, tok, rows, args.steps, args.batch_size, args.rank, out, method="dora",
-        fast_dora=False)
+        variants["ftkit + torch.compile"] = ftkit(overrides={"torch_compile": True})
+    variants[AGAIN] = ftkit()
     wanted = [v.strip() for v in args.only.split(",") if v.strip()]
     for name in ("TRL SFTTrainer defaults", "ftkit default"):  # untimed: one-time kernel setup
         with tempfile.TemporaryDirectory() as out:
@@ -204,19 +206,32 @@ def main() -> None:
             results.append(measure(name, lambda: build(out), n_params, peak, heldout))
     by = {r["variant"]: r for r in results}
     trl, ours = by.get("TRL SFTTrainer defaults"), by.get("ftkit default")
-    print("\nvariant                              tokens/s   vs TRL  step s  peak MB  MFU(bf16)  "
+    print("\nvariant                               tokens/s   vs TRL  step s  peak MB  MFU(bf16)  "
           "held-out loss")
     for r in results:
         ratio = r["tokens_per_s"] / trl["tokens_per_s"] if trl else float("nan")
-        print(f"{r['variant']:<36} {r['tokens_per_s']:>8.1f} {ratio:>7.2f}x {r['step_s']:>6.2f} "
+        print(f"{r['variant']:<37} {r['tokens_per_s']:>8.1f} {ratio:>7.2f}x {r['step_s']:>6.2f} "
               f"{r['peak_rss_mb']:>8} {r['mfu_bf16']:>9.1%}  {r['heldout_loss']:.4f}")
+    def goal(ok: bool) -> str:
+        return "goal met" if ok else "goal missed"
+
+    print()
     if trl and ours:
-        print(f"\nftkit / TRL tokens per second: {ours['tokens_per_s'] / trl['tokens_per_s']:.2f}x")
-        print(f"peak RSS ftkit {ours['peak_rss_mb']} MB vs TRL {trl['peak_rss_mb']} MB")
+        ratio = ours["tokens_per_s"] / trl["tokens_per_s"]
+        print(f"ftkit / TRL tokens per second: {ratio:.2f}x ({goal(ratio >= 3.0)}: >= 3.0x)")
+        print(f"peak RSS ftkit {ours['peak_rss_mb']} MB vs TRL {trl['peak_rss_mb']} MB "
+              f"({goal(ours['peak_rss_mb'] <= trl['peak_rss_mb'])}: no more than TRL)")
+    if ours:
+        print(f"ftkit model FLOP/s: {ours['mfu_bf16']:.1%} of the bf16 matmul peak "
+              f"({goal(ours['mfu_bf16'] >= 0.5)}: >= 50%)")
     if ours and "ftkit default, DoRA" in by:
-        print(f"DoRA / LoRA step time: {by['ftkit default, DoRA']['step_s'] / ours['step_s']:.2f}x")
+        dora = by["ftkit default, DoRA"]["step_s"] / ours["step_s"]
+        print(f"DoRA / LoRA step time: {dora:.2f}x ({goal(dora <= 1.3)}: <= 1.3x)")
     if ours and PEFT_DORA in by:
         print(f"{PEFT_DORA} / LoRA step time: {by[PEFT_DORA]['step_s'] / ours['step_s']:.2f}x")
+    if ours and AGAIN in by:
+        print(f"drift: the default's tokens/s at the end / at the start: "
+              f"{by[AGAIN]['tokens_per_s'] / ours['tokens_per_s']:.2f}x")
     if args.json:
         args.json.write_text(json.dumps({"bf16_peak_gflops": peak, "rows": results}, indent=2))
 
