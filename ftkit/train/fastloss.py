@@ -80,8 +80,13 @@ class LabelOnlyLossTrainer(Trainer):
         labels = inputs.get("labels")
         if not self.label_only or return_outputs or labels is None or _parts(model) is None:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        from peft.helpers import disable_input_dtype_casting
+
         device = inputs["input_ids"].device.type
         packed = {k: v for k, v in inputs.items() if k in PACKED_KEYS}
-        with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=self.args.bf16):
+        # under autocast peft's cast of each adapter input to fp32 is undone at once by
+        # autocast's cast to bf16: the same values, two copies saved per adapter and pass
+        with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=self.args.bf16), \
+                disable_input_dtype_casting(model, active=self.args.bf16):
             return label_only_loss(model, inputs["input_ids"], inputs.get("attention_mask"),
                                    labels, num_items_in_batch, **packed)

@@ -29,14 +29,19 @@ NAME = "ftkit_packed"
 _BOUNDARY_KEY = "cu_seq_lens_q"
 
 
-def _gather_index(cu: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(index, valid)``, both ``[examples, longest]``: where each padded slot reads from in the
-    flat row (pads read their example's first token), and which slots are real tokens."""
-    starts, lengths = cu[:-1].long(), (cu[1:] - cu[:-1]).long()
-    pos = torch.arange(int(lengths.max()), device=cu.device)
+@functools.lru_cache(maxsize=4)
+def _gather_index(bounds: tuple[int, ...], device) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """``(index, real, longest)`` for examples at ``bounds`` (cumulative lengths) in a flat row:
+    ``index`` (``[examples * longest]``) says which flat token each slot of the padded block
+    reads (pads read their example's first token); ``real`` lists the block slots that hold
+    real tokens, in flat order. Computed once per batch, reused by every layer."""
+    cu = torch.tensor(bounds, device=device)
+    starts, lengths = cu[:-1], cu[1:] - cu[:-1]
+    longest = int(lengths.max())
+    pos = torch.arange(longest, device=device)
     valid = pos[None, :] < lengths[:, None]
     index = torch.where(valid, starts[:, None] + pos[None, :], starts[:, None])
-    return index, valid
+    return index.flatten(), valid.flatten().nonzero().squeeze(1), longest
 
 
 @functools.lru_cache(maxsize=8)
@@ -58,14 +63,17 @@ def segment_attention(module, query, key, value, attention_mask, dropout: float 
 
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
                                       scaling=scaling, **kwargs)
-    index, valid = _gather_index(cu.to(query.device))
-    n, length = index.shape
+    index, real, length = _gather_index(tuple(cu.tolist()), query.device)
+    n = index.numel() // length
     heads, kv_heads, dim = query.shape[1], key.shape[1], query.shape[3]
     group = heads // kv_heads
-    # [1, H, T, d] -> [H, n, L, d] -> [n, H, L, d]; queries grouped per key head
-    q = query[0][:, index].transpose(0, 1).reshape(n, kv_heads, group * length, dim)
-    k = key[0][:, index].transpose(0, 1)
-    v = value[0][:, index].transpose(0, 1)
+
+    def block(x):  # [1, h, T, d] -> [n, h, L, d], read in the projections' [T, h, d] layout
+        return x[0].transpose(0, 1).index_select(0, index).view(n, length, -1, dim) \
+            .transpose(1, 2)
+
+    q = block(query).reshape(n, kv_heads, group * length, dim)  # queries grouped per key head
+    k, v = block(key), block(value)
     scale = scaling if scaling is not None else dim ** -0.5
     scores = torch.matmul(q, k.transpose(-1, -2)).view(n, kv_heads, group, length, length)
     scores = scores * scale + _causal_bias(length, query.device)
@@ -73,8 +81,8 @@ def segment_attention(module, query, key, value, attention_mask, dropout: float 
     if dropout and module.training:
         probs = F.dropout(probs, p=dropout)
     out = torch.matmul(probs.view(n, kv_heads, group * length, length), v)
-    out = out.view(n, heads, length, dim).transpose(1, 2)  # [n, L, H, d]
-    return out[valid].unsqueeze(0), None
+    out = out.view(n, heads, length, dim).transpose(1, 2).reshape(n * length, heads, dim)
+    return out.index_select(0, real).unsqueeze(0), None
 
 
 def _register() -> None:
