@@ -67,3 +67,21 @@ def test_only_frozen_plain_linears_switch_and_models_still_copy():
     twin = copy.deepcopy(model)
     with torch.no_grad():
         torch.testing.assert_close(twin(ids).logits, model(ids).logits)
+
+
+def test_skipping_peft_input_casts_changes_no_value_and_restores_the_switch():
+    from ftkit.train.fastloss import _no_adapter_input_casts
+
+    for method in ("lora", "ia3"):
+        torch.manual_seed(0)
+        model, tok = models.load("tiny-llama")
+        model = adapters.apply_method(model, AdapterConfig(peft_method=method, lora_r=4)).eval()
+        ids = tok(["Adapters on frozen weights."], return_tensors="pt")["input_ids"]
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            ref = label_only_loss(model, ids, None, ids)
+            with _no_adapter_input_casts(model):
+                layers = [m for m in model.modules() if hasattr(m, "_cast_input_dtype")]
+                assert layers and not any(m.cast_input_dtype_enabled for m in layers)
+                loss = label_only_loss(model, ids, None, ids)
+        assert torch.equal(loss, ref)
+        assert all(getattr(m, "cast_input_dtype_enabled", True) for m in layers)

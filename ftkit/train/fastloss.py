@@ -10,6 +10,8 @@ Used by ftkit.train.sft.make_trainer (``label_only_logits=True``, the default).
 """
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from transformers import Trainer
@@ -48,6 +50,27 @@ def label_only_loss(model, input_ids, attention_mask, labels,
     return F.cross_entropy(logits, targets[keep], reduction="sum") / num_items_in_batch
 
 
+@contextlib.contextmanager
+def _no_adapter_input_casts(model, active: bool = True):
+    """Switch off peft's cast of adapter inputs to the adapter weights' dtype while inside.
+
+    Under bf16 autocast that fp32 copy of each input is cast straight back to bf16 by autocast
+    itself, so skipping it changes no value. Layers without the switch ignore it.
+    """
+    layers = [m for m in model.modules() if hasattr(m, "_cast_input_dtype")] if active else []
+    before = [m.__dict__.get("cast_input_dtype_enabled") for m in layers]
+    for m in layers:
+        m.cast_input_dtype_enabled = False
+    try:
+        yield
+    finally:
+        for m, value in zip(layers, before):
+            if value is None:
+                del m.cast_input_dtype_enabled
+            else:
+                m.cast_input_dtype_enabled = value
+
+
 class LabelOnlyLossTrainer(Trainer):
     """A Trainer whose training loss computes logits at labelled positions only.
 
@@ -80,13 +103,11 @@ class LabelOnlyLossTrainer(Trainer):
         labels = inputs.get("labels")
         if not self.label_only or return_outputs or labels is None or _parts(model) is None:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-        from peft.helpers import disable_input_dtype_casting
-
         device = inputs["input_ids"].device.type
         packed = {k: v for k, v in inputs.items() if k in PACKED_KEYS}
         # under autocast peft's cast of each adapter input to fp32 is undone at once by
         # autocast's cast to bf16: the same values, two copies saved per adapter and pass
         with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=self.args.bf16), \
-                disable_input_dtype_casting(model, active=self.args.bf16):
+                _no_adapter_input_casts(model, active=self.args.bf16):
             return label_only_loss(model, inputs["input_ids"], inputs.get("attention_mask"),
                                    labels, num_items_in_batch, **packed)
