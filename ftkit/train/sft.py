@@ -141,17 +141,16 @@ def make_trainer(model, tokenizer, train_ds, eval_ds, train: TrainConfig, output
     ``label_only_logits``: compute the vocabulary logits of the training loss only where a
     label exists (ftkit.train.fastloss; same loss, less compute). ``overrides`` go to
     TrainingArguments.
-    ``packing``: train on padding-free batches, each batch's
-    examples end to end in one row with attention kept inside each example
-    (ftkit.train.packing); the same examples per step and the same loss, no pad tokens
-    computed. Models whose attention cannot be swapped train on padded batches.
-    Evaluation batches stay padded.
+    ``packing``: train causal LMs on padding-free batches, each batch's examples end to end
+    in one row with attention kept inside each example (ftkit.train.packing); the same
+    examples per step and the same loss, no pad tokens computed. Other models train on padded
+    batches; evaluation batches stay padded.
     ``recast_frozen`` (with bf16): frozen Linear layers keep no bf16 copy of their weight for
     the backward pass (ftkit.train.frozen_linear); the same numbers, less peak memory.
     ``frozen_bf16``: with bf16 training, keep a peft model's frozen Linear weights in bf16
-    (:func:`frozen_weights_to_bf16`; measured +6 % tokens/s and -256 MB on SmolLM2 + LoRA, the
-    same held-out loss). Off by default: :func:`unwrap` casts them back to fp32 for evaluation,
-    but they stay bf16-rounded, so the base no longer equals a freshly loaded one.
+    (:func:`frozen_weights_to_bf16`). Off by default: with ``recast_frozen`` it no longer pays
+    measurably (benchmarks/train_throughput.py), and :func:`unwrap` casts the weights back to
+    fp32 but bf16-rounded, so the base would no longer equal a freshly loaded one.
     ``save_steps``: a checkpoint every this many optimiser steps, with an integrity marker
     (ftkit.train.checkpoints; resume with :func:`train`); 0 = no checkpoints.
     """
