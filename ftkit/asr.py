@@ -26,8 +26,8 @@ from transformers import TrainerCallback
 
 from .asr_data import SAMPLE_RATE, check_transcript
 from .config import ConfigError, Section, param, register_section
+from .finetune import parse_list
 from .train.adapters import trainable_summary
-
 
 
 @dataclass(frozen=True)
@@ -71,11 +71,10 @@ METHODS = ("full", "lora")
 
 
 def parse_methods(spec: str) -> list[str]:
-    """``"full,lora"`` → ``["full", "lora"]``; each must be one of :data:`METHODS`."""
-    items = [s.strip() for s in spec.split(",") if s.strip()]
-    if not items or any(m not in METHODS for m in items) or len(set(items)) != len(items):
-        raise ConfigError(f"ASRConfig.asr_methods = {spec!r}: give distinct methods from "
-                          f"{list(METHODS)}, comma-separated")
+    """``"full,lora"`` → ``["full", "lora"]``: distinct methods of :data:`METHODS`."""
+    items = parse_list(spec, list(METHODS), "ASRConfig.asr_methods")
+    if len(set(items)) != len(items):
+        raise ConfigError(f"ASRConfig.asr_methods = {spec!r}: name each method once")
     return items
 
 
@@ -293,11 +292,9 @@ def apply_method(model, method: str, lora_r: int = 8, lora_alpha: float = 16.0,
     """Freeze the encoder; train all decoder weights (``full``) or LoRA adapters on the
     decoder's attention and MLP projections (``lora``, paper §6.3.2)."""
     parse_methods(method)
-    for p in model.parameters():
-        p.requires_grad = False
+    model.requires_grad_(False)
     if method == "full":
-        for p in model.get_decoder().parameters():
-            p.requires_grad = True
+        model.get_decoder().requires_grad_(True)
         return model
     from peft import LoraConfig, get_peft_model
 

@@ -57,7 +57,9 @@ def _no_adapter_input_casts(model, active: bool = True):
     Under bf16 autocast that fp32 copy of each input is cast straight back to bf16 by autocast
     itself, so skipping it changes no value. Layers without the switch ignore it.
     """
-    layers = [m for m in model.modules() if hasattr(m, "_cast_input_dtype")] if active else []
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    layers = [m for m in model.modules() if isinstance(m, BaseTunerLayer)] if active else []
     before = [m.__dict__.get("cast_input_dtype_enabled") for m in layers]
     for m in layers:
         m.cast_input_dtype_enabled = False

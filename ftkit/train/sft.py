@@ -4,8 +4,8 @@
 it, the live loss plot, no checkpoints unless asked), computes the loss's logits only at
 labelled positions (ftkit.train.fastloss), trains causal LMs on padding-free batches
 (ftkit.train.packing; evaluation batches are padded), masks the prompt tokens out of the loss,
-and returns a ready Trainer. Bad data is refused before any
-compute (:func:`check_datasets`); :func:`train` resumes from the newest valid checkpoint.
+and returns a ready Trainer. Bad data is refused before any compute (:func:`check_datasets`);
+:func:`train` resumes from the newest valid checkpoint.
 Configs stay out of the classes: builders take flat values (torchtune's rule).
 Used in the fine-tuning notebooks (05-09) and benchmarks/.
 """
