@@ -26,6 +26,7 @@ from transformers import TrainerCallback
 
 from .asr_data import SAMPLE_RATE, check_transcript
 from .config import ConfigError, Section, param, register_section
+from .env import use_bf16
 from .finetune import parse_list
 from .train.adapters import trainable_summary
 
@@ -166,14 +167,15 @@ def encode(model, processor, clips: list[np.ndarray], batch_size: int = 8,
 
     Whisper pads every clip to 30 s, so the encoder costs the same for a 3 s clip as for a
     30 s one (≈37 GFLOP for tiny); with the encoder frozen it runs once per clip instead of
-    once per clip per epoch. Runs under bf16 autocast where available (about 2x on CPU).
+    once per clip per epoch. Runs under bf16 autocast where it pays (ftkit.env.bf16_fast).
     """
     batches = range(0, len(clips), batch_size)
     out = []
     for start in (progress or (lambda x, **k: x))(batches, desc="encoding"):
         feats = processor(clips[start:start + batch_size], sampling_rate=SAMPLE_RATE,
                           return_tensors="pt").input_features.to(model.device)
-        with torch.autocast(model.device.type, dtype=torch.bfloat16):
+        with torch.autocast(model.device.type, dtype=torch.bfloat16,
+                            enabled=use_bf16(device=model.device.type)):
             hidden = model.get_encoder()(feats.to(model.dtype)).last_hidden_state
         out.append(hidden.to(torch.bfloat16).cpu())
     return torch.cat(out)

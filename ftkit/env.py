@@ -4,6 +4,7 @@ Used in notebooks/00_setup_and_environment.ipynb and by every notebook that trai
 """
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import random
@@ -166,11 +167,12 @@ def progress(iterable=None, desc: str = "", total: int | None = None, **kwargs):
 
 
 def cpu_flags() -> set[str]:
-    """CPU feature flags from /proc/cpuinfo (empty where there is none, e.g. macOS)."""
+    """CPU feature flags from /proc/cpuinfo (x86 ``flags``, Arm ``Features``; empty where there
+    is none, e.g. macOS)."""
     try:
         with open("/proc/cpuinfo") as fh:
             for line in fh:
-                if line.startswith("flags"):
+                if line.startswith(("flags", "Features")):
                     return set(line.split(":", 1)[1].split())
     except OSError:
         pass
@@ -184,3 +186,49 @@ def dtype_support() -> dict[str, bool]:
     return {"cpu_avx512_bf16": "avx512_bf16" in flags, "cpu_amx_bf16": "amx_bf16" in flags,
             "cpu_avx512_fp16": "avx512_fp16" in flags,
             "gpu_bf16": gpu and torch.cuda.is_bf16_supported(), "gpu_fp16": gpu}
+
+
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")  # x86 AVX-512 BF16 / AMX, Arm FEAT_BF16
+
+
+@functools.lru_cache(maxsize=None)
+def bf16_fast(device: str | None = None) -> bool:
+    """Whether bf16 autocast speeds ``device`` up (default: :func:`best_device`).
+
+    A GPU: whether it supports bf16. A CPU: whether it has bf16 matmul instructions (flags in
+    ``BF16_CPU_FLAGS``). Without them PyTorch emulates bf16 matmuls in plain code, one to two
+    orders of magnitude slower than float32 (measured: 0.8 vs 110 GFLOP/s on a 2-core AVX2
+    server, benchmarks/matmul_dtypes.py), so ftkit trains in float32 there. Where the CPU
+    flags cannot be read (macOS), both dtypes' matmuls are measured once and bf16 must be at
+    least as fast. The environment variable ``FTKIT_BF16=0`` or ``=1`` overrides the answer.
+    """
+    forced = os.environ.get("FTKIT_BF16", "").strip()
+    if forced in ("0", "1"):
+        return forced == "1"
+    device = device or best_device()
+    if device == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device != "cpu":
+        return False
+    flags = cpu_flags()
+    if flags:
+        return any(f in flags for f in BF16_CPU_FLAGS)
+    return measure_matmul("bfloat16", n=256, seconds=0.2, device="cpu") >= \
+        measure_matmul("float32", n=256, seconds=0.2, device="cpu")
+
+
+_BF16_NOTED: list[bool] = []
+
+
+def use_bf16(requested: bool = True, device: str | None = None) -> bool:
+    """``requested and bf16_fast(device)``; says once per process why a request is turned down."""
+    if not requested:
+        return False
+    if bf16_fast(device):
+        return True
+    if not _BF16_NOTED:
+        _BF16_NOTED.append(True)
+        print("bf16 autocast off: this machine has no bf16 matmul instructions (it would run "
+              "bf16 many times slower than float32), so ftkit computes in float32 "
+              "(set FTKIT_BF16=1 to force bf16)", file=sys.stderr)
+    return False

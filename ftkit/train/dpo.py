@@ -157,7 +157,7 @@ def dpo_arguments(train: TrainConfig, beta: float, output_dir: str, seed: int = 
     """
     from trl import DPOConfig
 
-    from .sft import bf16_ok
+    from ..env import use_bf16
 
     args = dict(
         output_dir=output_dir, seed=seed, beta=beta, learning_rate=train.lr,
@@ -165,7 +165,7 @@ def dpo_arguments(train: TrainConfig, beta: float, output_dir: str, seed: int = 
         per_device_train_batch_size=train.batch_size, per_device_eval_batch_size=train.batch_size,
         gradient_accumulation_steps=train.grad_accum, warmup_steps=train.warmup_ratio,
         lr_scheduler_type=train.lr_scheduler, max_grad_norm=train.max_grad_norm,
-        weight_decay=train.weight_decay, bf16=train.bf16 and bf16_ok(),
+        weight_decay=train.weight_decay, bf16=use_bf16(train.bf16),
         use_cpu=not torch.cuda.is_available(), gradient_checkpointing=False,
         logging_steps=1, save_strategy="no", eval_strategy="no", report_to=[],
         max_length=max_length, disable_tqdm=headless(), dataloader_num_workers=0)

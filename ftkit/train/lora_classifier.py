@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..env import use_bf16
 from .adapters import target_modules as checked_targets
 from .classifier import check_labels
 from .loop import optimiser_step
@@ -83,7 +84,7 @@ def _batch(tokenizer, texts: list[str], max_length: int) -> dict:
 
 
 def _autocast(bf16: bool):
-    return torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else nullcontext()
+    return torch.autocast("cpu", dtype=torch.bfloat16) if use_bf16(bf16, "cpu") else nullcontext()
 
 
 def finetune(clf: PooledClassifier, tokenizer, texts: list[str], y: np.ndarray, *,

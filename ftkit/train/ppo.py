@@ -141,10 +141,11 @@ def token_logprobs(model, batch: dict) -> torch.Tensor:
 
 
 def _autocast(model, bf16: bool):
-    """bf16 autocast on the model's device (~2x faster matmuls on CPUs with AVX-512 BF16)."""
-    from .sft import bf16_ok
+    """bf16 autocast on the model's device where it pays (ftkit.env.bf16_fast)."""
+    from ..env import use_bf16
 
-    return torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bf16 and bf16_ok())
+    return torch.autocast(model.device.type, dtype=torch.bfloat16,
+                          enabled=use_bf16(bf16, model.device.type))
 
 
 def ppo_iteration(model, optimizer, tokenizer, prompts: list[str],

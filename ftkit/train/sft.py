@@ -16,13 +16,7 @@ from typing import Any, Sequence
 import torch
 
 from ..config import ConfigError, TrainConfig
-from ..env import headless
-
-
-def bf16_ok() -> bool:
-    """Whether bf16 autocast runs here: a bf16-capable GPU, or a CPU (torch emulates it where
-    the instructions are missing, slowly: ftkit.env.dtype_support tells which)."""
-    return torch.cuda.is_bf16_supported() if torch.cuda.is_available() else True
+from ..env import headless, use_bf16
 
 
 def training_arguments(train: TrainConfig, output_dir: str, seed: int = 42,
@@ -38,7 +32,7 @@ def training_arguments(train: TrainConfig, output_dir: str, seed: int = 42,
         warmup_steps=train.warmup_ratio,  # a float below 1 is a share of all steps
         weight_decay=train.weight_decay, lr_scheduler_type=train.lr_scheduler,
         max_grad_norm=train.max_grad_norm, eval_strategy="steps", eval_steps=train.eval_steps,
-        logging_steps=max(1, train.eval_steps // 5), bf16=train.bf16 and bf16_ok(),
+        logging_steps=max(1, train.eval_steps // 5), bf16=use_bf16(train.bf16),
         use_cpu=not torch.cuda.is_available(), save_strategy="no", report_to=[],
         disable_tqdm=headless(), dataloader_num_workers=0)
     return TrainingArguments(**{**args, **overrides})

@@ -178,10 +178,11 @@ def train_stage(model, processor, examples: list[dict], train: TrainConfig, step
     """
     from ..finetune import StepTimer
     from ..train.adapters import trainable_summary
-    from ..train.sft import bf16_ok, frozen_weights_to_bf16, unwrap
+    from ..env import use_bf16
+    from ..train.sft import frozen_weights_to_bf16, unwrap
 
     counts = trainable_summary(model)
-    if train.bf16 and bf16_ok():  # the condition under which the Trainer autocasts to bf16
+    if use_bf16(train.bf16):  # the condition under which the Trainer autocasts to bf16
         frozen_weights_to_bf16(model, peft_only=False)
     timer = StepTimer()
     stage_cfg = dataclasses.replace(train, max_steps=steps)
