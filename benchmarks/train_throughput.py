@@ -11,7 +11,8 @@ of the matmul kernels. Printed per variant:
 - the ratio to TRL's defaults;
 - peak resident memory added while loading and training (sampled every 20 ms);
 - model FLOP/s (6 x parameters x tokens/s) as a share of this machine's bf16 matmul peak,
-  measured in the same run;
+  measured in the same run, and of the peak of the dtype the variant computes in (on a CPU
+  without bf16 matmul instructions ftkit computes in fp32: ftkit.env.bf16_fast);
 - median optimiser-step time, and the loss on the same held-out batches after training (the
   levers must not change what is learned).
 
@@ -19,6 +20,9 @@ The ftkit variants switch its levers off one at a time (bf16 autocast, label-onl
 add one it does not use by default (length-grouped batches; ``--compile``: ``torch.compile``),
 so each lever's effect is measured, not assumed. TRL keeps all its defaults (learning rate
 2e-5, gradient checkpointing, bf16), so only the ftkit variants' held-out losses compare.
+Where the CPU has no bf16 matmul instructions, TRL's defaults still train in (emulated) bf16,
+so TRL is also measured with bf16 off, and the TRL runs are shortened to 3 steps (``--trl-steps``);
+the levers that act only under autocast are skipped there.
 DoRA runs on ftkit's default path (its fast DoRA forward, ftkit.train.dora.use_fast_dora) for
 the DoRA/LoRA step-time ratio, and once with peft's own DoRA forward to measure that lever.
 
@@ -57,7 +61,12 @@ LEVERS = {  # variant name -> (what changes against ftkit's default, keyword ove
     "ftkit with length grouping": ({}, {"train_sampling_strategy": "group_by_length"}),
     "ftkit with bf16 frozen base weights": ({}, {"frozen_bf16": True}),
 }
+# levers that act only under bf16 autocast: the same as the default where ftkit computes in fp32
+AUTOCAST_ONLY = {"ftkit without bf16 autocast", "ftkit with autocast's weight copies",
+                 "ftkit with bf16 frozen base weights"}
 PEFT_DORA = "DoRA with peft's forward"
+TRL_FP32 = "TRL SFTTrainer defaults, bf16 off"
+SHORT = {"bfloat16": "bf16", "float32": "fp32"}
 AGAIN = "ftkit default, again at the end"
 
 
@@ -70,8 +79,10 @@ def examples(n: int, model_name: str, seed: int):
     return tok, rows, pairs
 
 
-def run_trl(model_name: str, pairs: list[dict], steps: int, batch: int, r: int, out: str):
-    """TRL SFTTrainer with its default SFTConfig (plus use_cpu=True and the step budget)."""
+def run_trl(model_name: str, pairs: list[dict], steps: int, batch: int, r: int, out: str,
+            **changes):
+    """TRL SFTTrainer with its default SFTConfig (plus use_cpu=True and the step budget);
+    ``changes`` (e.g. ``bf16=False``) go to the SFTConfig."""
     from datasets import Dataset
     from peft import LoraConfig
     from trl import SFTConfig, SFTTrainer
@@ -79,7 +90,7 @@ def run_trl(model_name: str, pairs: list[dict], steps: int, batch: int, r: int, 
     model, tok = ft.load(model_name)
     torch.manual_seed(0)
     args = SFTConfig(output_dir=out, use_cpu=True, max_steps=steps,
-                     per_device_train_batch_size=batch, report_to=[], save_strategy="no")
+                     per_device_train_batch_size=batch, report_to=[], save_strategy="no", **changes)
     trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(pairs),
                          processing_class=tok,
                          peft_config=LoraConfig(r=r, lora_alpha=2 * r,
@@ -132,7 +143,8 @@ def heldout_batches(tok, n: int = 24, batch: int = 8) -> list[dict]:
              if k in ("input_ids", "attention_mask", "labels")} for i in range(0, len(ds), batch)]
 
 
-def measure(name: str, build, n_params: int, peak_gflops: float, heldout: list[dict]) -> dict:
+def measure(name: str, build, n_params: int, peaks: dict[str, float],
+            heldout: list[dict]) -> dict:
     """Build (load the model inside the memory window), train, and time one variant."""
     timer = finetune.StepTimer()
     with env.MemoryTracker() as mem:
@@ -142,10 +154,13 @@ def measure(name: str, build, n_params: int, peak_gflops: float, heldout: list[d
         result = trainer.train()
         seconds = time.perf_counter() - t0
     tps = tokens / seconds
+    gflops = 6 * n_params * tps / 1e9
+    dtype = "bfloat16" if trainer.args.bf16 else "float32"
     row = {"variant": name, "tokens": tokens, "seconds": round(seconds, 2),
            "tokens_per_s": round(tps, 1), "step_s": round(timer.median, 3),
-           "peak_rss_mb": round(mem.delta_mb), "mfu_bf16": round(6 * n_params * tps / 1e9
-                                                                  / peak_gflops, 4),
+           "peak_rss_mb": round(mem.delta_mb), "computes_in": dtype,
+           "mfu_bf16": round(gflops / peaks["bfloat16"], 4),
+           "mfu_own": round(gflops / peaks[dtype], 4),
            "train_loss": round(result.training_loss, 4),
            "heldout_loss": round(heldout_loss(trainer, heldout), 4), **notes}
     print(json.dumps(row), flush=True)
@@ -161,15 +176,22 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--rank", type=int, default=16)
     parser.add_argument("--compile", action="store_true", help="also measure torch.compile")
-    parser.add_argument("--only", default="", help="comma-separated variant names to run")
+    parser.add_argument("--trl-steps", type=int, help="steps of the TRL runs (default: --steps; "
+                        "3 where bf16 is emulated, which TRL's defaults still use)")
+    parser.add_argument("--only", nargs="+", default=[], help="variant names to run (quoted)")
     parser.add_argument("--json", type=Path, help="write the rows here")
     args = parser.parse_args()
 
     print(f"torch threads: {torch.get_num_threads()}; cpus usable: {len(os.sched_getaffinity(0))}")
-    peak = env.measure_matmul("bfloat16", n=1024, seconds=2.0)
-    print(f"bf16 matmul peak (1024^2): {peak:.0f} GFLOP/s")
+    fast = env.bf16_fast()
+    peaks = {dt: env.measure_matmul(dt, n=1024, seconds=2.0) for dt in ("bfloat16", "float32")}
+    print(f"matmul peaks (1024^2): bf16 {peaks['bfloat16']:.1f} GFLOP/s, fp32 "
+          f"{peaks['float32']:.1f} GFLOP/s; bf16 matmul instructions: {'yes' if fast else 'no'}"
+          f" (ftkit computes in {'bf16' if fast else 'fp32'}; TRL's defaults in bf16)")
+    trl_steps = args.trl_steps or (args.steps if fast else min(args.steps, 3))
     n = args.steps * args.batch_size
     tok, rows, pairs = examples(n, args.model, seed=0)
+    trl_pairs = pairs[:trl_steps * args.batch_size]
     n_params = sum(p.numel() for p in ft.load(args.model)[0].parameters())
     heldout = heldout_batches(tok)
 
@@ -179,37 +201,49 @@ def main() -> None:
 
     # DoRA right after LoRA, so that their ratio is measured on the same footing; the default
     # once more at the end shows how far the machine drifted over the run
-    variants = {"TRL SFTTrainer defaults": lambda out: run_trl(args.model, pairs, args.steps,
-                                                               args.batch_size, args.rank, out),
+    def trl(**kw):
+        return lambda out: run_trl(args.model, trl_pairs, trl_steps, args.batch_size, args.rank,
+                                   out, **kw)
+
+    # without bf16 instructions TRL's defaults run emulated bf16: also measured with bf16 off
+    variants = {"TRL SFTTrainer defaults": trl(), **({} if fast else {TRL_FP32: trl(bf16=False)}),
                 "ftkit default": ftkit(),
                 "ftkit default, DoRA": ftkit(method="dora"),
                 PEFT_DORA: ftkit(method="dora", fast_dora=False)}
     for name, (train_changes, overrides) in LEVERS.items():
+        if name in AUTOCAST_ONLY and not fast:
+            continue
         variants.setdefault(name, ftkit(train_changes=train_changes, overrides=overrides))
     if args.compile:
         variants["ftkit + torch.compile"] = ftkit(overrides={"torch_compile": True})
     variants[AGAIN] = ftkit()
-    wanted = [v.strip() for v in args.only.split(",") if v.strip()]
+    wanted = [v.strip() for v in args.only]
+    unknown = sorted(set(wanted) - set(variants))
+    if unknown:
+        parser.error(f"unknown variants {unknown}; known: {sorted(variants)}")
     with tempfile.TemporaryDirectory() as out:  # untimed: the matmul kernels' one-time setup
-        two = 2 * args.batch_size
-        run_trl(args.model, pairs[:two], 2, args.batch_size, args.rank, out)[0].train()
+        two, warm = 2 * args.batch_size, (2 if fast else 1)
+        if not wanted or any(name.startswith("TRL") for name in wanted):
+            run_trl(args.model, pairs[:two], warm, args.batch_size, args.rank, out)[0].train()
         run_ftkit(args.model, tok, rows[:two], 2, args.batch_size, args.rank, out)[0].train()
     env.release_memory()
-    print("warm-up done (2 untimed steps of TRL and of ftkit)", flush=True)
+    print(f"warm-up done (untimed: {warm} step(s) of TRL, 2 of ftkit); TRL measured over "
+          f"{trl_steps} steps, ftkit over {args.steps}", flush=True)
     results = []
     for name, build in variants.items():
         if wanted and name not in wanted:
             continue
         with tempfile.TemporaryDirectory() as out:
-            results.append(measure(name, lambda: build(out), n_params, peak, heldout))
+            results.append(measure(name, lambda: build(out), n_params, peaks, heldout))
     by = {r["variant"]: r for r in results}
     trl, ours = by.get("TRL SFTTrainer defaults"), by.get("ftkit default")
-    print("\nvariant                               tokens/s   vs TRL  step s  peak MB  MFU(bf16)  "
-          "held-out loss")
+    print("\nvariant                               tokens/s   vs TRL  step s  peak MB  dtype  "
+          "MFU(bf16)  MFU(own dtype)  held-out loss")
     for r in results:
         ratio = r["tokens_per_s"] / trl["tokens_per_s"] if trl else float("nan")
         print(f"{r['variant']:<37} {r['tokens_per_s']:>8.1f} {ratio:>7.2f}x {r['step_s']:>6.2f} "
-              f"{r['peak_rss_mb']:>8} {r['mfu_bf16']:>9.1%}  {r['heldout_loss']:.4f}")
+              f"{r['peak_rss_mb']:>8}  {SHORT[r['computes_in']]:>5} {r['mfu_bf16']:>9.1%} "
+              f"{r['mfu_own']:>14.1%}  {r['heldout_loss']:.4f}")
 
     def goal(ok: bool) -> str:
         return "goal met" if ok else "goal missed"
@@ -220,9 +254,13 @@ def main() -> None:
         print(f"ftkit / TRL tokens per second: {ratio:.2f}x ({goal(ratio >= 3.0)}: >= 3.0x)")
         print(f"peak RSS ftkit {ours['peak_rss_mb']} MB vs TRL {trl['peak_rss_mb']} MB "
               f"({goal(ours['peak_rss_mb'] <= trl['peak_rss_mb'])}: no more than TRL)")
-    if ours:
-        print(f"ftkit model FLOP/s: {ours['mfu_bf16']:.1%} of the bf16 matmul peak "
-              f"({goal(ours['mfu_bf16'] >= 0.5)}: >= 50%)")
+    if ours and TRL_FP32 in by:
+        print(f"ftkit / TRL with bf16 off: "
+              f"{ours['tokens_per_s'] / by[TRL_FP32]['tokens_per_s']:.2f}x")
+    if ours:  # where bf16 is emulated, the share of the peak of the dtype ftkit computes in
+        key, peak = ("mfu_bf16", "bf16") if fast else ("mfu_own", "fp32 (bf16 is emulated here)")
+        print(f"ftkit model FLOP/s: {ours[key]:.1%} of the {peak} matmul peak "
+              f"({goal(ours[key] >= 0.5)}: >= 50%)")
     if ours and "ftkit default, DoRA" in by:
         dora = by["ftkit default, DoRA"]["step_s"] / ours["step_s"]
         print(f"DoRA / LoRA step time: {dora:.2f}x ({goal(dora <= 1.3)}: <= 1.3x)")
@@ -232,7 +270,8 @@ def main() -> None:
         print(f"drift: the default's tokens/s at the end / at the start: "
               f"{by[AGAIN]['tokens_per_s'] / ours['tokens_per_s']:.2f}x")
     if args.json:
-        args.json.write_text(json.dumps({"bf16_peak_gflops": peak, "rows": results}, indent=2))
+        args.json.write_text(json.dumps({"peak_gflops": peaks, "bf16_fast": fast,
+                                         "rows": results}, indent=2))
 
 
 if __name__ == "__main__":
