@@ -21,7 +21,8 @@ add one it does not use by default (length-grouped batches; ``--compile``: ``tor
 so each lever's effect is measured, not assumed. TRL keeps all its defaults (learning rate
 2e-5, gradient checkpointing, bf16), so only the ftkit variants' held-out losses compare.
 Where the CPU has no bf16 matmul instructions, TRL's defaults still train in (emulated) bf16,
-so TRL is also measured with bf16 off, and the TRL runs are shortened to 3 steps (``--trl-steps``);
+so TRL is also measured with bf16 off, and the run of TRL's defaults is shortened to 3 steps
+(``--trl-steps``);
 the levers that act only under autocast are skipped there.
 DoRA runs on ftkit's default path (its fast DoRA forward, ftkit.train.dora.use_fast_dora) for
 the DoRA/LoRA step-time ratio, and once with peft's own DoRA forward to measure that lever.
@@ -58,6 +59,7 @@ LEVERS = {  # variant name -> (what changes against ftkit's default, keyword ove
     "ftkit with padded batches": ({}, {"packing": False}),
     "ftkit with autocast's weight copies": ({}, {"recast_frozen": False}),
     "ftkit with full-sequence logits": ({}, {"label_only_logits": False}),
+    "ftkit with peft's LoRA forward": ({}, {"fused_lora": False}),
     "ftkit with length grouping": ({}, {"train_sampling_strategy": "group_by_length"}),
     "ftkit with bf16 frozen base weights": ({}, {"frozen_bf16": True}),
 }
@@ -176,7 +178,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--rank", type=int, default=16)
     parser.add_argument("--compile", action="store_true", help="also measure torch.compile")
-    parser.add_argument("--trl-steps", type=int, help="steps of the TRL runs (default: --steps; "
+    parser.add_argument("--trl-steps", type=int, help="steps of the run of TRL's defaults (default: --steps; "
                         "3 where bf16 is emulated, which TRL's defaults still use)")
     parser.add_argument("--only", nargs="+", default=[], help="variant names to run (quoted)")
     parser.add_argument("--json", type=Path, help="write the rows here")
@@ -191,7 +193,6 @@ def main() -> None:
     trl_steps = args.trl_steps or (args.steps if fast else min(args.steps, 3))
     n = args.steps * args.batch_size
     tok, rows, pairs = examples(n, args.model, seed=0)
-    trl_pairs = pairs[:trl_steps * args.batch_size]
     n_params = sum(p.numel() for p in ft.load(args.model)[0].parameters())
     heldout = heldout_batches(tok)
 
@@ -201,12 +202,13 @@ def main() -> None:
 
     # DoRA right after LoRA, so that their ratio is measured on the same footing; the default
     # once more at the end shows how far the machine drifted over the run
-    def trl(**kw):
-        return lambda out: run_trl(args.model, trl_pairs, trl_steps, args.batch_size, args.rank,
-                                   out, **kw)
+    def trl(steps: int, **kw):
+        return lambda out: run_trl(args.model, pairs[:steps * args.batch_size], steps,
+                                   args.batch_size, args.rank, out, **kw)
 
     # without bf16 instructions TRL's defaults run emulated bf16: also measured with bf16 off
-    variants = {"TRL SFTTrainer defaults": trl(), **({} if fast else {TRL_FP32: trl(bf16=False)}),
+    variants = {"TRL SFTTrainer defaults": trl(trl_steps),
+                **({} if fast else {TRL_FP32: trl(args.steps, bf16=False)}),
                 "ftkit default": ftkit(),
                 "ftkit default, DoRA": ftkit(method="dora"),
                 PEFT_DORA: ftkit(method="dora", fast_dora=False)}
@@ -228,7 +230,7 @@ def main() -> None:
         run_ftkit(args.model, tok, rows[:two], 2, args.batch_size, args.rank, out)[0].train()
     env.release_memory()
     print(f"warm-up done (untimed: {warm} step(s) of TRL, 2 of ftkit); TRL measured over "
-          f"{trl_steps} steps, ftkit over {args.steps}", flush=True)
+          f"{trl_steps} steps, everything else over {args.steps}", flush=True)
     results = []
     for name, build in variants.items():
         if wanted and name not in wanted:

@@ -129,7 +129,7 @@ def make_trainer(model, tokenizer, train_ds, eval_ds, train: TrainConfig, output
                  seed: int = 42, title: str = "training", callbacks: list | None = None,
                  label_only_logits: bool = True, save_steps: int = 0,
                  frozen_bf16: bool = False, packing: bool = True, recast_frozen: bool = True,
-                 **overrides: Any):
+                 fused_lora: bool = True, **overrides: Any):
     """A Trainer on padding-free batches with a completion-only loss and the live loss plot.
 
     ``label_only_logits``: compute the vocabulary logits of the training loss only where a
@@ -141,6 +141,9 @@ def make_trainer(model, tokenizer, train_ds, eval_ds, train: TrainConfig, output
     batches; evaluation batches stay padded.
     ``recast_frozen`` (with bf16): frozen Linear layers keep no bf16 copy of their weight for
     the backward pass (ftkit.train.frozen_linear); the same numbers, less peak memory.
+    ``fused_lora``: peft LoRA layers add their scaled update inside one matmul
+    (ftkit.train.fused_lora); the same values up to float rounding, two fewer passes over each
+    layer's output.
     ``frozen_bf16``: with bf16 training, keep a peft model's frozen Linear weights in bf16
     (:func:`frozen_weights_to_bf16`). Off by default: with ``recast_frozen`` it no longer pays
     measurably (benchmarks/train_throughput.py), and :func:`unwrap` casts the weights back to
@@ -155,6 +158,7 @@ def make_trainer(model, tokenizer, train_ds, eval_ds, train: TrainConfig, output
     from .callbacks import compact_logs, live_plot
     from .fastloss import LabelOnlyLossTrainer
     from .frozen_linear import use_recast_frozen_linears
+    from .fused_lora import use_fused_lora
     from .packing import flatten_collator, use_packed_attention
 
     overrides = checkpoints.save_overrides(save_steps, overrides)
@@ -167,6 +171,8 @@ def make_trainer(model, tokenizer, train_ds, eval_ds, train: TrainConfig, output
         frozen_weights_to_bf16(model)
     if recast_frozen and args.bf16:
         use_recast_frozen_linears(model)
+    if fused_lora:
+        use_fused_lora(model)
     packed = packing and use_packed_attention(model)
     trainer = LabelOnlyLossTrainer(
         model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
