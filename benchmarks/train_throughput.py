@@ -21,9 +21,8 @@ add one it does not use by default (length-grouped batches; ``--compile``: ``tor
 so each lever's effect is measured, not assumed. TRL keeps all its defaults (learning rate
 2e-5, gradient checkpointing, bf16), so only the ftkit variants' held-out losses compare.
 Where the CPU has no bf16 matmul instructions, TRL's defaults still train in (emulated) bf16,
-so TRL is also measured with bf16 off, and the run of TRL's defaults is shortened to 3 steps
-(``--trl-steps``);
-the levers that act only under autocast are skipped there.
+so TRL is also measured with bf16 off, the run of TRL's defaults is shortened to 3 steps
+(``--trl-steps``), and the levers that act only under autocast are skipped.
 DoRA runs on ftkit's default path (its fast DoRA forward, ftkit.train.dora.use_fast_dora) for
 the DoRA/LoRA step-time ratio, and once with peft's own DoRA forward to measure that lever.
 
@@ -178,8 +177,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--rank", type=int, default=16)
     parser.add_argument("--compile", action="store_true", help="also measure torch.compile")
-    parser.add_argument("--trl-steps", type=int, help="steps of the run of TRL's defaults (default: --steps; "
-                        "3 where bf16 is emulated, which TRL's defaults still use)")
+    parser.add_argument("--trl-steps", type=int, help="steps of the run of TRL's defaults "
+                        "(default: --steps; 3 where bf16 is emulated, which TRL still uses)")
     parser.add_argument("--only", nargs="+", default=[], help="variant names to run (quoted)")
     parser.add_argument("--json", type=Path, help="write the rows here")
     args = parser.parse_args()
@@ -202,13 +201,13 @@ def main() -> None:
 
     # DoRA right after LoRA, so that their ratio is measured on the same footing; the default
     # once more at the end shows how far the machine drifted over the run
-    def trl(steps: int, **kw):
+    def trl_run(steps: int, **kw):
         return lambda out: run_trl(args.model, pairs[:steps * args.batch_size], steps,
                                    args.batch_size, args.rank, out, **kw)
 
     # without bf16 instructions TRL's defaults run emulated bf16: also measured with bf16 off
-    variants = {"TRL SFTTrainer defaults": trl(trl_steps),
-                **({} if fast else {TRL_FP32: trl(args.steps, bf16=False)}),
+    variants = {"TRL SFTTrainer defaults": trl_run(trl_steps),
+                **({} if fast else {TRL_FP32: trl_run(args.steps, bf16=False)}),
                 "ftkit default": ftkit(),
                 "ftkit default, DoRA": ftkit(method="dora"),
                 PEFT_DORA: ftkit(method="dora", fast_dora=False)}
@@ -224,13 +223,14 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown variants {unknown}; known: {sorted(variants)}")
     with tempfile.TemporaryDirectory() as out:  # untimed: the matmul kernels' one-time setup
-        two, warm = 2 * args.batch_size, (2 if fast else 1)
-        if not wanted or any(name.startswith("TRL") for name in wanted):
+        two = 2 * args.batch_size
+        warm = (2 if fast else 1) if not wanted or any(w.startswith("TRL") for w in wanted) else 0
+        if warm:
             run_trl(args.model, pairs[:two], warm, args.batch_size, args.rank, out)[0].train()
         run_ftkit(args.model, tok, rows[:two], 2, args.batch_size, args.rank, out)[0].train()
     env.release_memory()
-    print(f"warm-up done (untimed: {warm} step(s) of TRL, 2 of ftkit); TRL measured over "
-          f"{trl_steps} steps, everything else over {args.steps}", flush=True)
+    print(f"warm-up done (untimed: {warm} step(s) of TRL, 2 of ftkit); TRL's defaults measured "
+          f"over {trl_steps} steps, everything else over {args.steps}", flush=True)
     results = []
     for name, build in variants.items():
         if wanted and name not in wanted:

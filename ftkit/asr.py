@@ -26,7 +26,7 @@ from transformers import TrainerCallback
 
 from .asr_data import SAMPLE_RATE, check_transcript
 from .config import ConfigError, Section, param, register_section
-from .env import use_bf16
+from .env import bf16_autocast
 from .finetune import parse_list
 from .train.adapters import trainable_summary
 
@@ -174,8 +174,7 @@ def encode(model, processor, clips: list[np.ndarray], batch_size: int = 8,
     for start in (progress or (lambda x, **k: x))(batches, desc="encoding"):
         feats = processor(clips[start:start + batch_size], sampling_rate=SAMPLE_RATE,
                           return_tensors="pt").input_features.to(model.device)
-        with torch.autocast(model.device.type, dtype=torch.bfloat16,
-                            enabled=use_bf16(device=model.device.type)):
+        with bf16_autocast(device=model.device.type):
             hidden = model.get_encoder()(feats.to(model.dtype)).last_hidden_state
         out.append(hidden.to(torch.bfloat16).cpu())
     return torch.cat(out)

@@ -232,3 +232,8 @@ def use_bf16(requested: bool = True, device: str | None = None) -> bool:
               "bf16 many times slower than float32), so ftkit computes in float32 "
               "(set FTKIT_BF16=1 to force bf16)", file=sys.stderr)
     return False
+
+
+def bf16_autocast(requested: bool = True, device: str = "cpu"):
+    """``torch.autocast`` to bf16 on ``device``, enabled when :func:`use_bf16` says so."""
+    return torch.autocast(device, dtype=torch.bfloat16, enabled=use_bf16(requested, device))

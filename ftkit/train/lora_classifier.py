@@ -10,13 +10,11 @@ Used in notebooks/02_data_balancing.ipynb.
 """
 from __future__ import annotations
 
-from contextlib import nullcontext
-
 import numpy as np
 import torch
 from torch import nn
 
-from ..env import use_bf16
+from ..env import bf16_autocast
 from .adapters import target_modules as checked_targets
 from .classifier import check_labels
 from .loop import optimiser_step
@@ -83,10 +81,6 @@ def _batch(tokenizer, texts: list[str], max_length: int) -> dict:
     return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
 
 
-def _autocast(bf16: bool):
-    return torch.autocast("cpu", dtype=torch.bfloat16) if use_bf16(bf16, "cpu") else nullcontext()
-
-
 def finetune(clf: PooledClassifier, tokenizer, texts: list[str], y: np.ndarray, *,
              steps: int = 40, batch_size: int = 16, lr: float = 5e-4, loss: str = "ce",
              sampler: str = "shuffle", class_weight=None, gamma: float = 2.0,
@@ -107,7 +101,7 @@ def finetune(clf: PooledClassifier, tokenizer, texts: list[str], y: np.ndarray, 
     clf.train()
     for step in (progress or iter)(range(steps)):
         idx = order[step * batch_size:(step + 1) * batch_size]
-        with _autocast(bf16):
+        with bf16_autocast(bf16):
             logits = clf(**_batch(tokenizer, [texts[i] for i in idx], max_length))
         optimiser_step(loss_fn(logits, y_t[idx]), opt, sched, losses, step, plot, params)
     if plot is not None:
@@ -122,7 +116,7 @@ def predict_proba(clf: PooledClassifier, tokenizer, texts: list[str], batch_size
     clf.eval()
     out = []
     for start in range(0, len(texts), batch_size):
-        with _autocast(bf16):
+        with bf16_autocast(bf16):
             logits = clf(**_batch(tokenizer, texts[start:start + batch_size], max_length))
         out.append(logits.float().softmax(-1).numpy())
     return np.concatenate(out)

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import ConfigError, Section, param, register_section
+from ..env import bf16_autocast
 from .adapters import require_peft
 
 
@@ -140,21 +141,13 @@ def token_logprobs(model, batch: dict) -> torch.Tensor:
     return torch.gather(logp, 2, ids[:, n_prompt:, None]).squeeze(-1)
 
 
-def _autocast(model, bf16: bool):
-    """bf16 autocast on the model's device where it pays (ftkit.env.bf16_fast)."""
-    from ..env import use_bf16
-
-    return torch.autocast(model.device.type, dtype=torch.bfloat16,
-                          enabled=use_bf16(bf16, model.device.type))
-
-
 def ppo_iteration(model, optimizer, tokenizer, prompts: list[str],
                   reward_fn: Callable[[list[str], list[str]], torch.Tensor], cfg: PPOSettings,
                   max_new_tokens: int, bf16: bool = True) -> dict:
     """One rollout → reward → advantage → clipped-update round; returns its statistics."""
     batch = rollout(model, tokenizer, prompts, cfg.ppo_samples, max_new_tokens, cfg.temperature)
     mask = batch["reply_mask"].float()
-    with torch.no_grad(), _autocast(model, bf16):
+    with torch.no_grad(), bf16_autocast(bf16, model.device.type):
         logp_old = token_logprobs(model, batch)
         with model.disable_adapter():
             logp_ref = token_logprobs(model, batch)
@@ -163,7 +156,7 @@ def ppo_iteration(model, optimizer, tokenizer, prompts: list[str],
     advantages = normalise_advantages(rewards, cfg.ppo_samples)
     losses, clipped = [], []
     for _ in range(cfg.ppo_epochs):
-        with _autocast(model, bf16):
+        with bf16_autocast(bf16, model.device.type):
             loss, frac = clipped_surrogate(token_logprobs(model, batch), logp_old, advantages,
                                            mask, cfg.clip_range)
         optimizer.zero_grad()

@@ -10,7 +10,7 @@ import re
 
 import torch
 
-from ..env import use_bf16
+from ..env import bf16_autocast
 from . import shapes
 from .train import prepare_image, user_turn
 
@@ -37,8 +37,7 @@ def answer(model, processor, images: list, questions: list[str], max_new_tokens:
                           return_tensors="pt", padding=True).to(model.device)
     finally:
         tok.padding_side = side
-    with torch.autocast(model.device.type, torch.bfloat16,
-                        enabled=use_bf16(bf16, model.device.type)):
+    with bf16_autocast(bf16, model.device.type):
         out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False)
     return processor.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
 
