@@ -57,6 +57,7 @@ LEVERS = {  # variant name -> (what changes against ftkit's default, keyword ove
     "ftkit without bf16 autocast": ({"bf16": False}, {}),
     "ftkit with padded batches": ({}, {"packing": False}),
     "ftkit with autocast's weight copies": ({}, {"recast_frozen": False}),
+    "ftkit casting frozen weights every step": ({}, {"hold_frozen_bf16": False}),
     "ftkit with full-sequence logits": ({}, {"label_only_logits": False}),
     "ftkit with peft's LoRA forward": ({}, {"fused_lora": False}),
     "ftkit with length grouping": ({}, {"train_sampling_strategy": "group_by_length"}),
@@ -64,6 +65,7 @@ LEVERS = {  # variant name -> (what changes against ftkit's default, keyword ove
 }
 # levers that act only under bf16 autocast: the same as the default where ftkit computes in fp32
 AUTOCAST_ONLY = {"ftkit without bf16 autocast", "ftkit with autocast's weight copies",
+                 "ftkit casting frozen weights every step",
                  "ftkit with bf16 frozen base weights"}
 PEFT_DORA = "DoRA with peft's forward"
 TRL_FP32 = "TRL SFTTrainer defaults, bf16 off"

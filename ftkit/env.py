@@ -119,6 +119,53 @@ def release_memory() -> None:
         pass
 
 
+def _file_mappings() -> list[tuple[int, int]]:
+    """Address ranges of this process mapped from files (Linux ``/proc/self/maps``)."""
+    ranges = []
+    try:
+        with open("/proc/self/maps") as maps:
+            for line in maps:
+                parts = line.split(maxsplit=5)
+                if len(parts) == 6 and parts[4] != "0" and parts[5].startswith("/"):
+                    start, end = (int(a, 16) for a in parts[0].split("-"))
+                    ranges.append((start, end))
+    except OSError:
+        pass
+    return ranges
+
+
+def release_file_pages(tensors) -> int:
+    """Hand the resident pages of file-mapped ``tensors`` back to the OS; returns the bytes.
+
+    A model loaded from safetensors reads its weights straight from the mapped file; once a
+    weight is served from another copy (ftkit.train.frozen_linear), its pages only occupy memory.
+    ``madvise(MADV_PAGEOUT)`` (Linux 5.4+) lets the kernel drop them: clean file pages are read
+    again from the file if touched, so no value can change. Tensors not backed by a file
+    (anonymous memory, which would go to swap) and other systems are left alone (0 bytes).
+    """
+    import ctypes
+    import mmap
+
+    ranges = _file_mappings()
+    if not ranges:
+        return 0
+    try:
+        madvise = ctypes.CDLL(None, use_errno=True).madvise
+    except (OSError, AttributeError):
+        return 0
+    madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    page, released = mmap.PAGESIZE, 0
+    for t in tensors:
+        start = t.data_ptr()
+        end = start + t.numel() * t.element_size()
+        if not any(a <= start and end <= b for a, b in ranges):
+            continue
+        first, last = -(-start // page) * page, end // page * page  # whole pages inside only
+        if last > first and madvise(first, last - first, 21) == 0:  # 21: MADV_PAGEOUT
+            released += last - first
+    return released
+
+
 class MemoryTracker:
     """Peak resident memory while a block runs, sampled every ``interval`` s in a thread.
 

@@ -129,7 +129,7 @@ def make_trainer(model, tokenizer, train_ds, eval_ds, train: TrainConfig, output
                  seed: int = 42, title: str = "training", callbacks: list | None = None,
                  label_only_logits: bool = True, save_steps: int = 0,
                  frozen_bf16: bool = False, packing: bool = True, recast_frozen: bool = True,
-                 fused_lora: bool = True, **overrides: Any):
+                 fused_lora: bool = True, hold_frozen_bf16: bool = True, **overrides: Any):
     """A Trainer on padding-free batches with a completion-only loss and the live loss plot.
 
     ``label_only_logits``: compute the vocabulary logits of the training loss only where a
@@ -141,6 +141,9 @@ def make_trainer(model, tokenizer, train_ds, eval_ds, train: TrainConfig, output
     batches; evaluation batches stay padded.
     ``recast_frozen`` (with bf16): frozen Linear layers keep no bf16 copy of their weight for
     the backward pass (ftkit.train.frozen_linear); the same numbers, less peak memory.
+    ``hold_frozen_bf16`` (with ``recast_frozen``): while ``train()`` runs, those layers compute
+    with one bf16 copy of each weight instead of casting it twice per step, and the fp32
+    weight's pages (mapped from the safetensors file) go back to the OS; the same numbers.
     ``fused_lora``: peft LoRA layers add their scaled update inside one matmul
     (ftkit.train.fused_lora); the same values up to float rounding, two fewer passes over each
     layer's output.
@@ -157,7 +160,7 @@ def make_trainer(model, tokenizer, train_ds, eval_ds, train: TrainConfig, output
     from . import checkpoints
     from .callbacks import compact_logs, live_plot
     from .fastloss import LabelOnlyLossTrainer
-    from .frozen_linear import use_recast_frozen_linears
+    from .frozen_linear import FrozenWeightCache, use_recast_frozen_linears
     from .fused_lora import use_fused_lora
     from .packing import flatten_collator, use_packed_attention
 
@@ -171,6 +174,8 @@ def make_trainer(model, tokenizer, train_ds, eval_ds, train: TrainConfig, output
         frozen_weights_to_bf16(model)
     if recast_frozen and args.bf16:
         use_recast_frozen_linears(model)
+        if hold_frozen_bf16:
+            callbacks = [*(callbacks or []), FrozenWeightCache()]
     if fused_lora:
         use_fused_lora(model)
     packed = packing and use_packed_attention(model)
