@@ -134,14 +134,35 @@ def _file_mappings() -> list[tuple[int, int]]:
     return ranges
 
 
+def _private_copies(first: int, last: int) -> bool:
+    """Whether any page in ``[first, last)`` holds this process's own copy (written, so no
+    longer the file's page) or is swapped out, per ``/proc/self/pagemap``; True if unknown."""
+    import mmap
+
+    import numpy as np
+
+    page = mmap.PAGESIZE
+    try:
+        with open("/proc/self/pagemap", "rb") as pagemap:
+            pagemap.seek(first // page * 8)
+            entries = np.frombuffer(pagemap.read((last - first) // page * 8), dtype=np.uint64)
+    except OSError:
+        return True
+    present, swapped, file = (entries >> np.uint64(63)) & np.uint64(1), \
+        (entries >> np.uint64(62)) & np.uint64(1), (entries >> np.uint64(61)) & np.uint64(1)
+    return len(entries) != (last - first) // page or bool(((present & ~file & np.uint64(1))
+                                                            | swapped).any())
+
+
 def release_file_pages(tensors) -> int:
-    """Hand the resident pages of file-mapped ``tensors`` back to the OS; returns the bytes.
+    """Drop the resident pages of file-mapped ``tensors`` from this process; returns the bytes.
 
     A model loaded from safetensors reads its weights straight from the mapped file; once a
     weight is served from another copy (ftkit.train.frozen_linear), its pages only occupy memory.
-    ``madvise(MADV_PAGEOUT)`` (Linux 5.4+) lets the kernel drop them: clean file pages are read
-    again from the file if touched, so no value can change. Tensors not backed by a file
-    (anonymous memory, which would go to swap) and other systems are left alone (0 bytes).
+    ``madvise(MADV_DONTNEED)`` unmaps them: the file's pages stay in the page cache and come
+    back on the next touch, unchanged. Only ranges whose every page is still the file's own are
+    dropped (a page written in place is this process's private copy and would be lost, so such
+    tensors are skipped, as are anonymous memory and systems without ``/proc``).
     """
     import ctypes
     import mmap
@@ -154,14 +175,17 @@ def release_file_pages(tensors) -> int:
     except (OSError, AttributeError):
         return 0
     madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    page, released = mmap.PAGESIZE, 0
+    page, released, done = mmap.PAGESIZE, 0, set()
     for t in tensors:
         start = t.data_ptr()
         end = start + t.numel() * t.element_size()
-        if not any(a <= start and end <= b for a, b in ranges):
-            continue
         first, last = -(-start // page) * page, end // page * page  # whole pages inside only
-        if last > first and madvise(first, last - first, 21) == 0:  # 21: MADV_PAGEOUT
+        if (first, last) in done or last <= first \
+                or not any(a <= start and end <= b for a, b in ranges) \
+                or _private_copies(first, last):
+            continue
+        done.add((first, last))
+        if madvise(first, last - first, 4) == 0:  # 4: MADV_DONTNEED
             released += last - first
     return released
 

@@ -1,5 +1,6 @@
 """Recasting frozen Linear layers: the same loss and gradients, no bf16 weight copies kept."""
 import copy
+import platform
 
 import torch
 
@@ -85,3 +86,91 @@ def test_skipping_peft_input_casts_changes_no_value_and_restores_the_switch():
                 loss = label_only_loss(model, ids, None, ids)
         assert torch.equal(loss, ref)
         assert all(getattr(m, "cast_input_dtype_enabled", True) for m in layers)
+
+
+def _mapped_lora_model(tmp_path, method="lora"):
+    """The tiny model saved and loaded again, so its weights are mapped from the file."""
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    model, tok = models.load("tiny-llama")
+    model.save_pretrained(tmp_path)
+    model = AutoModelForCausalLM.from_pretrained(tmp_path, dtype=torch.float32)
+    model = adapters.apply_method(model, AdapterConfig(peft_method=method, lora_r=4, lora_alpha=8))
+    ids = tok(["LoRA adds low-rank matrices to frozen weights."] * 2, return_tensors="pt")
+    use_recast_frozen_linears(model)
+    return model.eval(), ids["input_ids"]
+
+
+def test_held_bf16_copies_change_no_number_and_release_the_fp32_pages(tmp_path):
+    from ftkit.env import _file_mappings
+    from ftkit.train.frozen_linear import drop_bf16_copies, hold_bf16_copies
+
+    model, ids = _mapped_lora_model(tmp_path)
+    recast = [m for m in model.modules() if isinstance(m, RecastLinear)]
+    assert _file_mappings() and recast
+    loss, grads, _ = _step(model, ids)
+    layers, released = hold_bf16_copies(model)
+    assert layers == len(recast)
+    assert all(m._bf16[2].dtype == torch.bfloat16 for m in recast)
+    if platform.system() == "Linux":
+        assert released > 0
+    loss2, grads2, _ = _step(model, ids)
+    assert torch.equal(loss2, loss)
+    for name, grad in grads.items():
+        assert torch.equal(grads2[name], grad), name
+    drop_bf16_copies(model)
+    assert all(m._bf16 is None for m in recast)
+    loss3, _, _ = _step(model, ids)
+    assert torch.equal(loss3, loss)
+
+
+def test_released_pages_come_back_unchanged_and_written_weights_are_kept(tmp_path):
+    from ftkit.train.frozen_linear import hold_bf16_copies
+
+    model, _ = _mapped_lora_model(tmp_path)
+    recast = [m for m in model.modules() if isinstance(m, RecastLinear)]
+    before = [m.weight.detach().clone() for m in recast]
+    with torch.no_grad():
+        recast[0].weight.add_(0.5)  # its pages are now this process's own copy
+    before[0] += 0.5
+    hold_bf16_copies(model)
+    for module, weight in zip(recast, before):
+        assert torch.equal(module.weight, weight)
+
+
+def test_a_changed_weight_is_not_served_from_a_stale_copy(tmp_path):
+    from ftkit.train.frozen_linear import hold_bf16_copies
+
+    model, ids = _mapped_lora_model(tmp_path)
+    hold_bf16_copies(model)
+    layer = next(m for m in model.modules() if isinstance(m, RecastLinear))
+    x = torch.randn(3, layer.in_features)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert layer._weight(x) is layer._bf16[2]
+        with torch.no_grad():
+            layer.weight.mul_(2.0)  # e.g. a merge written into the base weight
+        assert layer._weight(x) is layer.weight
+    assert layer._weight(x) is layer.weight  # outside autocast the fp32 weight, always
+
+
+def test_no_copies_in_memory_and_dora_weights_keep_their_pages(tmp_path):
+    from ftkit.env import release_file_pages
+    from ftkit.train.frozen_linear import hold_bf16_copies
+
+    model, _ = _lora_model()  # built in memory: copies would only add memory
+    use_recast_frozen_linears(model)
+    assert hold_bf16_copies(model) == (0, 0)
+    assert release_file_pages([torch.randn(4096, 16)]) == 0
+    dora, ids = _mapped_lora_model(tmp_path, method="dora")
+    loss, grads, _ = _step(dora, ids)
+    recast = [m for m in dora.modules() if isinstance(m, RecastLinear)]
+    bases = [m.get_base_layer() for m in dora.modules() if getattr(m, "use_dora", {}).get("default")]
+    others = [m for m in recast if all(m is not b for b in bases)]  # the output head
+    layers, released = hold_bf16_copies(dora)
+    assert bases and layers == len(recast)  # DoRA's norms read the fp32 weight: kept
+    assert released <= sum(m.weight.numel() * 4 for m in others)
+    loss2, grads2, _ = _step(dora, ids)
+    assert torch.equal(loss2, loss)
+    for name, grad in grads.items():
+        assert torch.equal(grads2[name], grad), name

@@ -13,9 +13,10 @@ Casting every frozen weight twice per step is itself ~7% of a bf16 step on a 2-c
 (104 ms of 1.5 s for SmolLM2-135M, lm_head included). :class:`FrozenWeightCache` (a Trainer
 callback) therefore gives each recast layer one bf16 copy for the length of ``train()``, used
 in forward and backward, when the fp32 weight comes from a mapped safetensors file: its pages
-are then handed back to the OS (ftkit.env.release_file_pages), so memory holds the bf16 copy
-instead of the fp32 weight, not both. Weights that are not file-mapped, or that another layer
-reads in fp32 (DoRA's weight norms), keep the cast per step.
+are then dropped from the process (ftkit.env.release_file_pages), so memory holds the bf16 copy
+instead of the fp32 weight, not both. Weights that another layer reads in fp32 as well
+(DoRA's weight norms) get the copy but keep their pages: faster, at the copy's memory. Weights
+that are not file-mapped keep the cast per step (a copy would only add memory).
 """
 from __future__ import annotations
 
@@ -93,14 +94,15 @@ def _read_elsewhere(model: nn.Module) -> set[int]:
 
 def hold_bf16_copies(model: nn.Module) -> tuple[int, int]:
     """Give each file-mapped frozen :class:`RecastLinear` weight a bf16 copy and release the
-    fp32 pages; returns ``(layers, bytes released)``. Undone by :func:`drop_bf16_copies`."""
+    fp32 pages nothing else reads; returns ``(layers, bytes released)``. Undone by
+    :func:`drop_bf16_copies`."""
     from ftkit.env import _file_mappings, release_file_pages
 
-    ranges, skip = _file_mappings(), _read_elsewhere(model)
+    ranges, kept = _file_mappings(), _read_elsewhere(model)
     layers, weights = 0, {}
     for module in model.modules():
         weight = getattr(module, "weight", None)
-        if not isinstance(module, RecastLinear) or weight.requires_grad or id(weight) in skip \
+        if not isinstance(module, RecastLinear) or weight.requires_grad \
                 or weight.dtype != torch.float32:
             continue
         start = weight.data_ptr()
@@ -112,8 +114,8 @@ def hold_bf16_copies(model: nn.Module) -> tuple[int, int]:
             copy = weights[start] = weight.detach().to(torch.bfloat16)
         module._bf16 = (weight._version, start, copy)
         layers += 1
-    return layers, release_file_pages(
-        [m.weight for m in model.modules() if isinstance(m, RecastLinear) and m._bf16])
+    return layers, release_file_pages([m.weight for m in model.modules() if isinstance(
+        m, RecastLinear) and m._bf16 is not None and id(m.weight) not in kept])
 
 
 def drop_bf16_copies(model: nn.Module) -> None:
