@@ -134,6 +134,15 @@ def _file_mappings() -> list[tuple[int, int]]:
     return ranges
 
 
+def file_mapped(tensor: torch.Tensor, ranges: list[tuple[int, int]] | None = None) -> bool:
+    """Whether ``tensor``'s memory lies inside one file mapping (``ranges`` from
+    :func:`_file_mappings`, read afresh when not given)."""
+    start = tensor.data_ptr()
+    end = start + tensor.numel() * tensor.element_size()
+    return any(a <= start and end <= b for a, b in (_file_mappings() if ranges is None
+                                                     else ranges))
+
+
 def _private_copies(first: int, last: int) -> bool:
     """Whether any page in ``[first, last)`` holds this process's own copy (written, so no
     longer the file's page) or is swapped out, per ``/proc/self/pagemap``; True if unknown."""
@@ -180,8 +189,7 @@ def release_file_pages(tensors) -> int:
         start = t.data_ptr()
         end = start + t.numel() * t.element_size()
         first, last = -(-start // page) * page, end // page * page  # whole pages inside only
-        if (first, last) in done or last <= first \
-                or not any(a <= start and end <= b for a, b in ranges) \
+        if (first, last) in done or last <= first or not file_mapped(t, ranges) \
                 or _private_copies(first, last):
             continue
         done.add((first, last))

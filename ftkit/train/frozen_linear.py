@@ -96,7 +96,7 @@ def hold_bf16_copies(model: nn.Module) -> tuple[int, int]:
     """Give each file-mapped frozen :class:`RecastLinear` weight a bf16 copy and release the
     fp32 pages nothing else reads; returns ``(layers, bytes released)``. Undone by
     :func:`drop_bf16_copies`."""
-    from ftkit.env import _file_mappings, release_file_pages
+    from ftkit.env import _file_mappings, file_mapped, release_file_pages
 
     ranges, kept = _file_mappings(), _read_elsewhere(model)
     layers, weights = 0, {}
@@ -105,10 +105,9 @@ def hold_bf16_copies(model: nn.Module) -> tuple[int, int]:
         if not isinstance(module, RecastLinear) or weight.requires_grad \
                 or weight.dtype != torch.float32:
             continue
-        start = weight.data_ptr()
-        end = start + weight.numel() * weight.element_size()
-        if not any(a <= start and end <= b for a, b in ranges):
+        if not file_mapped(weight, ranges):
             continue
+        start = weight.data_ptr()
         copy = weights.get(start)  # tied weights (embedding and head) share one copy
         if copy is None:
             copy = weights[start] = weight.detach().to(torch.bfloat16)
