@@ -73,3 +73,14 @@ def test_headless_logs_are_compact_lines_not_log_dicts(tmp_path, capsys, monkeyp
     # without evaluation, one compact line per logged step; the Trainer's dict printer is gone
     assert [line.split(" | ")[0] for line in lines] == [f"step {i}/6" for i in range(1, 7)]
     assert "{'loss'" not in out and "train_runtime" not in out
+
+
+def test_outside_ipython_the_figure_is_closed_without_printing(capsys):
+    import matplotlib.pyplot as plt
+
+    from ftkit.train.callbacks import show_in_place
+
+    fig = plt.figure()
+    assert show_in_place(fig) is None
+    assert not plt.fignum_exists(fig.number)
+    assert "Figure(" not in capsys.readouterr().out

@@ -105,11 +105,17 @@ def show_in_place(fig, handle=None):
     """Display ``fig`` (or replace what ``handle`` shows) and close it; returns the handle.
 
     A display handle keeps one output that is updated in place, so an executed notebook
-    keeps the final figure and an interactive one does not grow a figure per update.
+    keeps the final figure and an interactive one does not grow a figure per update. Outside
+    IPython (a script, the benchmarks) there is nowhere to show it: the figure is only closed,
+    instead of ``display`` printing its repr (``Figure(600x320)``) into the log.
     """
     import matplotlib.pyplot as plt
+    from IPython import get_ipython
     from IPython.display import display
 
+    if get_ipython() is None:
+        plt.close(fig)
+        return None
     if handle is None:
         handle = display(fig, display_id=True)
     else:
