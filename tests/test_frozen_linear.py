@@ -137,6 +137,8 @@ def test_released_pages_come_back_unchanged_and_written_weights_are_kept(tmp_pat
     hold_bf16_copies(model)
     for module, weight in zip(recast, before):
         assert torch.equal(module.weight, weight)
+    # no copy where the pages stay: it would add memory
+    assert recast[0]._bf16 is None and all(m._bf16 is not None for m in recast[1:])
 
 
 def test_a_changed_weight_is_not_served_from_a_stale_copy(tmp_path):

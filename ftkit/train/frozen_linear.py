@@ -93,28 +93,29 @@ def _read_elsewhere(model: nn.Module) -> set[int]:
 
 
 def hold_bf16_copies(model: nn.Module) -> tuple[int, int]:
-    """Give each file-mapped frozen :class:`RecastLinear` weight a bf16 copy and release the
-    fp32 pages nothing else reads; returns ``(layers, bytes released)``. Undone by
-    :func:`drop_bf16_copies`."""
+    """Give each file-mapped frozen :class:`RecastLinear` weight a bf16 copy and release its
+    fp32 pages; returns ``(layers, bytes released)``. A weight whose pages cannot be released
+    keeps no copy (it would only add memory), except where another layer reads the fp32
+    weight anyway (DoRA). Undone by :func:`drop_bf16_copies`."""
     from ftkit.env import _file_mappings, file_mapped, release_file_pages
 
     ranges, kept = _file_mappings(), _read_elsewhere(model)
-    layers, weights = 0, {}
+    layers, released, copies = 0, 0, {}
     for module in model.modules():
         weight = getattr(module, "weight", None)
         if not isinstance(module, RecastLinear) or weight.requires_grad \
-                or weight.dtype != torch.float32:
-            continue
-        if not file_mapped(weight, ranges):
+                or weight.dtype != torch.float32 or not file_mapped(weight, ranges):
             continue
         start = weight.data_ptr()
-        copy = weights.get(start)  # tied weights (embedding and head) share one copy
-        if copy is None:
-            copy = weights[start] = weight.detach().to(torch.bfloat16)
-        module._bf16 = (weight._version, start, copy)
-        layers += 1
-    return layers, release_file_pages([m.weight for m in model.modules() if isinstance(
-        m, RecastLinear) and m._bf16 is not None and id(m.weight) not in kept])
+        if start not in copies:  # tied weights (embedding and head) share one copy
+            copy = weight.detach().to(torch.bfloat16)
+            freed = 0 if id(weight) in kept else release_file_pages([weight])
+            copies[start] = copy if freed or id(weight) in kept else None
+            released += freed
+        if copies[start] is not None:
+            module._bf16 = (weight._version, start, copies[start])
+            layers += 1
+    return layers, released
 
 
 def drop_bf16_copies(model: nn.Module) -> None:
