@@ -163,7 +163,7 @@ def _private_copies(first: int, last: int) -> bool:
                                                             | swapped).any())
 
 
-def release_file_pages(tensors) -> int:
+def release_file_pages(tensors, ranges: list[tuple[int, int]] | None = None) -> int:
     """Drop the resident pages of file-mapped ``tensors`` from this process; returns the bytes.
 
     A model loaded from safetensors reads its weights straight from the mapped file; once a
@@ -171,12 +171,13 @@ def release_file_pages(tensors) -> int:
     ``madvise(MADV_DONTNEED)`` unmaps them: the file's pages stay in the page cache and come
     back on the next touch, unchanged. Only ranges whose every page is still the file's own are
     dropped (a page written in place is this process's private copy and would be lost, so such
-    tensors are skipped, as are anonymous memory and systems without ``/proc``).
+    tensors are skipped, as are anonymous memory and systems without ``/proc``). ``ranges``:
+    the file mappings, if already read.
     """
     import ctypes
     import mmap
 
-    ranges = _file_mappings()
+    ranges = _file_mappings() if ranges is None else ranges
     if not ranges:
         return 0
     try:

@@ -16,7 +16,8 @@ in forward and backward, when the fp32 weight comes from a mapped safetensors fi
 are then dropped from the process (ftkit.env.release_file_pages), so memory holds the bf16 copy
 instead of the fp32 weight, not both. Weights that another layer reads in fp32 as well
 (DoRA's weight norms) get the copy but keep their pages: faster, at the copy's memory. Weights
-that are not file-mapped keep the cast per step (a copy would only add memory).
+that are not file-mapped, or whose pages cannot be released, keep the cast per step (a copy
+would only add memory).
 """
 from __future__ import annotations
 
@@ -109,7 +110,7 @@ def hold_bf16_copies(model: nn.Module) -> tuple[int, int]:
         start = weight.data_ptr()
         if start not in copies:  # tied weights (embedding and head) share one copy
             copy = weight.detach().to(torch.bfloat16)
-            freed = 0 if id(weight) in kept else release_file_pages([weight])
+            freed = 0 if id(weight) in kept else release_file_pages([weight], ranges)
             copies[start] = copy if freed or id(weight) in kept else None
             released += freed
         if copies[start] is not None:
