@@ -119,7 +119,7 @@ def release_memory() -> None:
         pass
 
 
-def _file_mappings() -> list[tuple[int, int]]:
+def file_mappings() -> list[tuple[int, int]]:
     """Address ranges of this process mapped from files (Linux ``/proc/self/maps``)."""
     ranges = []
     try:
@@ -136,10 +136,10 @@ def _file_mappings() -> list[tuple[int, int]]:
 
 def file_mapped(tensor: torch.Tensor, ranges: list[tuple[int, int]] | None = None) -> bool:
     """Whether ``tensor``'s memory lies inside one file mapping (``ranges`` from
-    :func:`_file_mappings`, read afresh when not given)."""
+    :func:`file_mappings`, read afresh when not given)."""
     start = tensor.data_ptr()
     end = start + tensor.numel() * tensor.element_size()
-    return any(a <= start and end <= b for a, b in (_file_mappings() if ranges is None
+    return any(a <= start and end <= b for a, b in (file_mappings() if ranges is None
                                                      else ranges))
 
 
@@ -157,10 +157,10 @@ def _private_copies(first: int, last: int) -> bool:
             entries = np.frombuffer(pagemap.read((last - first) // page * 8), dtype=np.uint64)
     except OSError:
         return True
-    present, swapped, file = (entries >> np.uint64(63)) & np.uint64(1), \
-        (entries >> np.uint64(62)) & np.uint64(1), (entries >> np.uint64(61)) & np.uint64(1)
-    return len(entries) != (last - first) // page or bool(((present & ~file & np.uint64(1))
-                                                            | swapped).any())
+    if len(entries) != (last - first) // page:
+        return True
+    flags = (entries >> np.uint64(61)).astype(np.uint8)  # bit 0: file page, 1: swapped, 2: present
+    return bool(((flags & 0b101) == 0b100).any() or (flags & 0b010).any())
 
 
 def release_file_pages(tensors, ranges: list[tuple[int, int]] | None = None) -> int:
@@ -177,7 +177,7 @@ def release_file_pages(tensors, ranges: list[tuple[int, int]] | None = None) -> 
     import ctypes
     import mmap
 
-    ranges = _file_mappings() if ranges is None else ranges
+    ranges = file_mappings() if ranges is None else ranges
     if not ranges:
         return 0
     try:

@@ -103,12 +103,12 @@ def _mapped_lora_model(tmp_path, method="lora"):
 
 
 def test_held_bf16_copies_change_no_number_and_release_the_fp32_pages(tmp_path):
-    from ftkit.env import _file_mappings
+    from ftkit.env import file_mappings
     from ftkit.train.frozen_linear import drop_bf16_copies, hold_bf16_copies
 
     model, ids = _mapped_lora_model(tmp_path)
     recast = [m for m in model.modules() if isinstance(m, RecastLinear)]
-    assert _file_mappings() and recast
+    assert file_mappings() and recast
     loss, grads, _ = _step(model, ids)
     layers, released = hold_bf16_copies(model)
     assert layers == len(recast)

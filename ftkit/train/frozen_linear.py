@@ -82,15 +82,9 @@ def use_recast_frozen_linears(model: nn.Module) -> int:
 
 
 def _read_elsewhere(model: nn.Module) -> set[int]:
-    """ids of base weights that a peft layer reads itself (DoRA's norms, other variants)."""
-    ids = set()
-    for module in model.modules():
-        if getattr(module, "lora_variant", None) or any(
-                getattr(module, "use_dora", {}).values()):
-            base = module.get_base_layer()
-            if isinstance(base, nn.Linear):
-                ids.add(id(base.weight))
-    return ids
+    """ids of base weights that a peft LoRA variant reads itself (DoRA's norms)."""
+    return {id(module.get_base_layer().weight) for module in model.modules()
+            if getattr(module, "lora_variant", None)}
 
 
 def hold_bf16_copies(model: nn.Module) -> tuple[int, int]:
@@ -98,9 +92,9 @@ def hold_bf16_copies(model: nn.Module) -> tuple[int, int]:
     fp32 pages; returns ``(layers, bytes released)``. A weight whose pages cannot be released
     keeps no copy (it would only add memory), except where another layer reads the fp32
     weight anyway (DoRA). Undone by :func:`drop_bf16_copies`."""
-    from ftkit.env import _file_mappings, file_mapped, release_file_pages
+    from ftkit.env import file_mapped, file_mappings, release_file_pages
 
-    ranges, kept = _file_mappings(), _read_elsewhere(model)
+    ranges, kept = file_mappings(), _read_elsewhere(model)
     layers, released, copies = 0, 0, {}
     for module in model.modules():
         weight = getattr(module, "weight", None)
@@ -109,10 +103,11 @@ def hold_bf16_copies(model: nn.Module) -> tuple[int, int]:
             continue
         start = weight.data_ptr()
         if start not in copies:  # tied weights (embedding and head) share one copy
-            copy = weight.detach().to(torch.bfloat16)
-            freed = 0 if id(weight) in kept else release_file_pages([weight], ranges)
-            copies[start] = copy if freed or id(weight) in kept else None
-            released += freed
+            copies[start] = weight.detach().to(torch.bfloat16)  # before its pages go
+            if id(weight) not in kept:
+                freed = release_file_pages([weight], ranges)
+                copies[start] = copies[start] if freed else None
+                released += freed
         if copies[start] is not None:
             module._bf16 = (weight._version, start, copies[start])
             layers += 1

@@ -125,6 +125,23 @@ def frozen_weights_to_bf16(model, peft_only: bool = True) -> int:
     return changed
 
 
+def _switch_layers(model, bf16: bool, frozen_bf16: bool, recast_frozen: bool,
+                   hold_frozen_bf16: bool, fused_lora: bool) -> list:
+    """Switch ``model``'s layers to make_trainer's faster forms (its arguments of the same
+    names); returns the Trainer callbacks they need."""
+    from .frozen_linear import FrozenWeightCache, use_recast_frozen_linears
+    from .fused_lora import use_fused_lora
+
+    if frozen_bf16 and bf16:
+        frozen_weights_to_bf16(model)
+    if fused_lora:
+        use_fused_lora(model)
+    if not (recast_frozen and bf16):
+        return []
+    use_recast_frozen_linears(model)
+    return [FrozenWeightCache()] if hold_frozen_bf16 else []
+
+
 def make_trainer(model, tokenizer, train_ds, eval_ds, train: TrainConfig, output_dir: str,
                  seed: int = 42, title: str = "training", callbacks: list | None = None,
                  label_only_logits: bool = True, save_steps: int = 0,
@@ -160,8 +177,6 @@ def make_trainer(model, tokenizer, train_ds, eval_ds, train: TrainConfig, output
     from . import checkpoints
     from .callbacks import compact_logs, live_plot
     from .fastloss import LabelOnlyLossTrainer
-    from .frozen_linear import FrozenWeightCache, use_recast_frozen_linears
-    from .fused_lora import use_fused_lora
     from .packing import flatten_collator, use_packed_attention
 
     overrides = checkpoints.save_overrides(save_steps, overrides)
@@ -170,19 +185,13 @@ def make_trainer(model, tokenizer, train_ds, eval_ds, train: TrainConfig, output
     integrity = [checkpoints.IntegrityCallback()] if save_steps else []
     collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100)
     args = training_arguments(train, output_dir, seed, **overrides)
-    if frozen_bf16 and args.bf16:
-        frozen_weights_to_bf16(model)
-    if recast_frozen and args.bf16:
-        use_recast_frozen_linears(model)
-        if hold_frozen_bf16:
-            callbacks = [*(callbacks or []), FrozenWeightCache()]
-    if fused_lora:
-        use_fused_lora(model)
+    levers = _switch_layers(model, args.bf16, frozen_bf16, recast_frozen, hold_frozen_bf16,
+                            fused_lora)
     packed = packing and use_packed_attention(model)
     trainer = LabelOnlyLossTrainer(
         model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
         data_collator=flatten_collator() if packed else collator,
-        callbacks=[live_plot(title), *(callbacks or []), *integrity])
+        callbacks=[live_plot(title), *(callbacks or []), *levers, *integrity])
     trainer.label_only = label_only_logits
     if packed:
         trainer.eval_collator = collator
