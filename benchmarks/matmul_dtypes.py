@@ -4,7 +4,7 @@ Usage: .venv/bin/python benchmarks/matmul_dtypes.py [--sizes 512 1024 2048] [--s
 """
 import argparse
 
-from ftkit.env import best_device, measure_matmul
+from ftkit.core.env import best_device, measure_matmul
 
 
 def main() -> None:

@@ -12,7 +12,7 @@ of the matmul kernels. Printed per variant:
 - peak resident memory added while loading and training (sampled every 20 ms);
 - model FLOP/s (6 x parameters x tokens/s) as a share of this machine's bf16 matmul peak,
   measured in the same run, and of the peak of the dtype the variant computes in (on a CPU
-  without bf16 matmul instructions ftkit computes in fp32: ftkit.env.bf16_fast);
+  without bf16 matmul instructions ftkit computes in fp32: ftkit.core.env.bf16_fast);
 - median optimiser-step time, and the loss on the same held-out batches after training (the
   levers must not change what is learned).
 
@@ -46,8 +46,9 @@ os.environ.setdefault("FTKIT_HEADLESS", "1")
 import torch  # noqa: E402
 
 import ftkit as ft  # noqa: E402
-from ftkit import env, finetune  # noqa: E402
-from ftkit.config import AdapterConfig, TrainConfig  # noqa: E402
+from ftkit.core import env
+from ftkit.train import finetune
+from ftkit.core.config import AdapterConfig, TrainConfig  # noqa: E402
 from ftkit.data import instruct  # noqa: E402
 from ftkit.data.formatting import prompt_completion  # noqa: E402
 from ftkit.train import adapters, sft  # noqa: E402
@@ -128,7 +129,7 @@ def run_ftkit(model_name: str, tok, rows: list[dict], steps: int, batch: int, r:
 def heldout_loss(trainer, batches: list[dict]) -> float:
     """Loss on the same held-out batches for every variant (fp32, no autocast): what the run
     learned, independent of the order in which it saw its training batches."""
-    from ftkit.train.fastloss import label_only_loss
+    from ftkit.train.speed.fastloss import label_only_loss
 
     model = sft.unwrap(trainer).eval()
     losses = [float(label_only_loss(model, **b)) for b in batches]

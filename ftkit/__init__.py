@@ -1,8 +1,20 @@
 """ftkit: a notebook-first kit for fine-tuning LLMs, offline on a CPU.
 
 Notebooks use one import, ``import ftkit as ft``, and call the names below; each lives in the
-module of its pipeline stage (one idea per module). Imports are lazy so that the ``ftkit``
-command starts without loading torch.
+package of its pipeline stage. The packages form layers, each importing only from layers below
+it (``tests/test_layers.py`` checks this)::
+
+    core                      config schemas, results, profiles, hardware, versions
+    models                    registry, offline packs, quantised loading, generation
+    data                      stage 1: load, clean, PII, format, split, balance, synthesise
+    evaluate                  stage 5: metrics that need no training
+    train                     stages 3-4: the trainer factory, its speed layer, PEFT methods
+    align | compress          preference methods, reward models, PPO | quantisation
+    asr | vqa                 Whisper speech recognition | visual question answering
+    ui                        parameter panels and figures
+    batch                     papermill runner, reports, the ``ftkit`` command
+
+Imports are lazy so that the ``ftkit`` command starts without loading torch.
 """
 from __future__ import annotations
 
@@ -11,21 +23,21 @@ import importlib
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    # config.py: typed configs and papermill parameters
-    "Config": "config", "ConfigError": "config", "config_from_params": "config",
-    "RunConfig": "config", "ModelConfig": "config", "DataConfig": "config",
-    "TrainConfig": "config", "AdapterConfig": "config",
-    # runs.py: recorded metrics, claims and figures
-    "record": "runs", "record_table": "runs", "claim": "runs", "save_figure": "runs",
-    # models.py / packs: the model registry and offline packs
-    "load": "models", "load_model": "models", "load_tokenizer": "models",
-    "known_models": "models",
-    # env.py: hardware, seeds, measurements
-    "seed_everything": "env", "device_info": "env", "measure_matmul": "env",
-    "peak_rss_mb": "env", "progress": "env", "best_device": "env",
-    # widgets.py and plots.py: thin layers over the above
-    "panel": "widgets", "show": "plots",
-    # train/callbacks.py: live loss plot for any transformers Trainer
+    # core: typed configs, recorded results, hardware
+    "Config": "core.config", "ConfigError": "core.config",
+    "config_from_params": "core.config", "RunConfig": "core.config",
+    "ModelConfig": "core.config", "DataConfig": "core.config", "TrainConfig": "core.config",
+    "AdapterConfig": "core.config",
+    "record": "core.results", "record_table": "core.results", "claim": "core.results",
+    "save_figure": "core.results", "output_dir": "core.results",
+    "seed_everything": "core.env", "device_info": "core.env", "measure_matmul": "core.env",
+    "peak_rss_mb": "core.env", "progress": "core.env", "best_device": "core.env",
+    # models: the registry and offline packs
+    "load": "models.registry", "load_model": "models.registry",
+    "load_tokenizer": "models.registry", "known_models": "models.registry",
+    # ui: thin layers over the above
+    "panel": "ui.panel", "show": "ui.plots",
+    # train: live loss plot for any transformers Trainer
     "live_plot": "train.callbacks",
 }
 

@@ -21,6 +21,8 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
+from ftkit.data import formatting
+
 STEPS, SAVE_STEPS = 40, 4
 PROMPTS = [f"Question {i}: what is {i} plus {i}?" + " Please answer." * (i % 3) for i in range(16)]
 COMPLETIONS = [f" The answer is {2 * i}." for i in range(16)]
@@ -38,15 +40,16 @@ class StepDelay(TrainerCallback):
 
 def make(out: str | os.PathLike, step_delay: float = 0.0, save_steps: int = SAVE_STEPS):
     """The Trainer: fixed seed, fp32 (no bf16), dropout 0, checkpoints every ``save_steps``."""
-    from ftkit import env, models
-    from ftkit.config import AdapterConfig, TrainConfig
+    from ftkit import models
+    from ftkit.core import env
+    from ftkit.core.config import AdapterConfig, TrainConfig
     from ftkit.train import adapters, sft
 
     env.seed_everything(0)
     model, tok = models.load("tiny-llama")
     model = adapters.apply_method(model, AdapterConfig(peft_method="lora", lora_r=4,
                                                        lora_dropout=0.0))
-    ds = sft.pairs_dataset(tok, PROMPTS, COMPLETIONS, max_length=48)
+    ds = formatting.pairs_dataset(tok, PROMPTS, COMPLETIONS, max_length=48)
     train = TrainConfig(lr=5e-3, batch_size=4, max_steps=STEPS, eval_steps=20, warmup_ratio=0.1,
                         bf16=False)
     return sft.make_trainer(model, tok, ds, ds.select(range(8)), train, str(out), seed=0,

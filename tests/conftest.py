@@ -1,8 +1,8 @@
 """Fixtures shared by several test modules."""
 import pytest
 
-from ftkit.config import AdapterConfig
-from ftkit.tiny import tiny_llama
+from ftkit.core.config import AdapterConfig
+from ftkit.models.tiny import tiny_llama
 from ftkit.train.adapters import apply_method
 
 

@@ -1,4 +1,4 @@
-"""Tests of ftkit.asr: WER/CER against hand-made cases and a reference edit distance, the
+"""Tests of ftkit.asr.whisper: WER/CER against hand-made cases and a reference edit distance, the
 jargon data set builder, augmentation, bad audio/transcript input and the decoder training
 pieces (on a tiny random Whisper)."""
 import importlib.util
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from ftkit import asr, asr_data, speech
-from ftkit.config import ConfigError
+from ftkit.asr import audio, speech, whisper
+from ftkit.core.config import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 MANIFEST = ROOT / "data" / "asr_jargon" / "manifest.jsonl"
@@ -27,7 +27,7 @@ def _load_generator():
 
 @pytest.fixture(scope="module")
 def rows():
-    return asr_data.load_manifest(MANIFEST)
+    return audio.load_manifest(MANIFEST)
 
 
 @pytest.fixture(scope="module")
@@ -62,18 +62,18 @@ def _edit_distance(ref: list, hyp: list) -> int:
     ("a b", "", 1.0),
 ])
 def test_wer_hand_made_cases(ref, hyp, expected):
-    assert asr.wer([ref], [hyp]) == pytest.approx(expected)
+    assert whisper.wer([ref], [hyp]) == pytest.approx(expected)
 
 
 def test_wer_is_corpus_level_not_a_mean_of_sentences():
     # 2 errors over 4 + 2 = 6 reference words; a per-sentence mean would give 0.5
-    assert asr.wer(["a b c d", "e f"], ["a b c d", "x y"]) == pytest.approx(2 / 6)
+    assert whisper.wer(["a b c d", "e f"], ["a b c d", "x y"]) == pytest.approx(2 / 6)
 
 
 def test_cer_hand_made_cases():
-    assert asr.cer(["abcd"], ["abxd"]) == pytest.approx(1 / 4)
-    assert asr.cer(["warfarin"], ["warfrin"]) == pytest.approx(1 / 8)  # one deletion
-    assert asr.cer(["warfarin"], ["water in"]) == pytest.approx(
+    assert whisper.cer(["abcd"], ["abxd"]) == pytest.approx(1 / 4)
+    assert whisper.cer(["warfarin"], ["warfrin"]) == pytest.approx(1 / 8)  # one deletion
+    assert whisper.cer(["warfarin"], ["water in"]) == pytest.approx(
         _edit_distance(list("warfarin"), list("water in")) / 8)
 
 
@@ -84,14 +84,14 @@ def test_wer_agrees_with_a_reference_edit_distance():
         ref = [rng.choice(words) for _ in range(rng.randint(1, 9))]
         hyp = [rng.choice(words) for _ in range(rng.randint(0, 9))]
         expected = _edit_distance(ref, hyp) / len(ref)
-        assert asr.wer([" ".join(ref)], [" ".join(hyp)]) == pytest.approx(expected)
+        assert whisper.wer([" ".join(ref)], [" ".join(hyp)]) == pytest.approx(expected)
 
 
 def test_error_words_counts_substitutions_and_deletions():
-    counts = asr.error_words(["the doctor prescribed amoxicillin today"],
+    counts = whisper.error_words(["the doctor prescribed amoxicillin today"],
                              ["the doctor prescribed a moxie cillin"])
     assert counts == {"amoxicillin": 1, "today": 1}
-    table = asr.error_word_table(["stop warfarin now", "stop warfarin"],
+    table = whisper.error_word_table(["stop warfarin now", "stop warfarin"],
                                  ["stop water in now", "stop water in"],
                                  ["stop warfarin now", "stop water in"])
     assert table.iloc[0].to_dict() == {"word": "warfarin", "errors_before": 2, "errors_after": 1}
@@ -99,9 +99,9 @@ def test_error_words_counts_substitutions_and_deletions():
 
 def test_wer_refuses_bad_pairs():
     with pytest.raises(ValueError, match="same"):
-        asr.wer(["a"], ["a", "b"])
+        whisper.wer(["a"], ["a", "b"])
     with pytest.raises(ValueError, match="empty"):
-        asr.wer(["?!"], ["a"])
+        whisper.wer(["?!"], ["a"])
 
 
 # ---------------------------------------------------------------- the data set
@@ -136,37 +136,37 @@ def test_training_sentences_have_two_different_voices(rows):
 
 
 def test_select_covers_terms_and_counts_renderings(rows):
-    picked = asr_data.select(rows, "domain", "train", 30, seed=1, renderings=2)
+    picked = audio.select(rows, "domain", "train", 30, seed=1, renderings=2)
     assert len(picked) == 60
     assert len({t for r in picked for t in r["terms"]}) == 30  # one sentence per term
-    assert asr_data.select(rows, "domain", "train", 30, seed=1, renderings=2) == picked
-    assert len(asr_data.select(rows, "everyday", "test", 5, seed=1)) == 5
-    known = asr_data.select(rows, "domain", "test", 30, seed=1, context="known")
+    assert audio.select(rows, "domain", "train", 30, seed=1, renderings=2) == picked
+    assert len(audio.select(rows, "everyday", "test", 5, seed=1)) == 5
+    known = audio.select(rows, "domain", "test", 30, seed=1, context="known")
     assert {r["context"] for r in known} == {"known"} and len(known) == 30
     with pytest.raises(ConfigError, match="known context"):
-        asr_data.select(rows, "domain", "test", 31, context="known")
+        audio.select(rows, "domain", "test", 31, context="known")
     with pytest.raises(ConfigError, match="holds"):
-        asr_data.select(rows, "everyday", "val", 1000)
+        audio.select(rows, "everyday", "val", 1000)
 
 
 def test_split_summary_refuses_a_shared_sentence(rows):
-    train = asr_data.select(rows, "domain", "train", 3)
-    summary = asr_data.split_summary({"train": train, "test": asr_data.select(rows, "domain", "test", 2)})
+    train = audio.select(rows, "domain", "train", 3)
+    summary = audio.split_summary({"train": train, "test": audio.select(rows, "domain", "test", 2)})
     assert summary.loc["train", "sentences"] == 3
     with pytest.raises(ValueError, match="both"):
-        asr_data.split_summary({"train": train, "test": train[:1]})
+        audio.split_summary({"train": train, "test": train[:1]})
 
 
 @needs_backend
 def test_synthesis_is_cached(rows, tmp_path, monkeypatch):
     monkeypatch.setenv("FTKIT_CACHE", str(tmp_path))
-    picked = asr_data.select(rows, "everyday", "val", 2)
-    first = asr_data.synthesize_rows(picked)
+    picked = audio.select(rows, "everyday", "val", 2)
+    first = audio.synthesize_rows(picked)
     assert len(list((tmp_path / "asr_audio").glob("*.npy"))) == 2
     monkeypatch.setattr(speech, "synthesize", lambda *a, **k: pytest.fail("not cached"))
-    again = asr_data.synthesize_rows(picked)
+    again = audio.synthesize_rows(picked)
     assert all(np.array_equal(x, y) for x, y in zip(first, again))
-    assert all(x.dtype == np.float32 and 0.5 < len(x) / asr_data.SAMPLE_RATE < 10 for x in first)
+    assert all(x.dtype == np.float32 and 0.5 < len(x) / audio.SAMPLE_RATE < 10 for x in first)
 
 
 # ---------------------------------------------------------------- augmentation
@@ -218,12 +218,12 @@ def test_time_stretch_keeps_pitch():
 
 def test_augment_clips_share_and_determinism():
     clips = [TONE] * 20
-    same, labels = asr_data.augment_clips(clips, 0.0, 0, [10.0], 0.1, 2.0)
+    same, labels = audio.augment_clips(clips, 0.0, 0, [10.0], 0.1, 2.0)
     assert labels == ["clean"] * 20 and all(np.array_equal(c, TONE) for c in same)
-    out, labels = asr_data.augment_clips(clips, 1.0, 3, [10.0], 0.1, 2.0)
+    out, labels = audio.augment_clips(clips, 1.0, 3, [10.0], 0.1, 2.0)
     assert "clean" not in labels
     assert {l.split()[0] for l in labels} <= {"white", "pink", "speed", "pitch"}
-    again, labels_again = asr_data.augment_clips(clips, 1.0, 3, [10.0], 0.1, 2.0)
+    again, labels_again = audio.augment_clips(clips, 1.0, 3, [10.0], 0.1, 2.0)
     assert labels == labels_again and all(np.array_equal(x, y) for x, y in zip(out, again))
 
 
@@ -233,28 +233,28 @@ def test_bad_augmentation_settings_are_refused():
     with pytest.raises(ValueError):
         speech.change_speed(TONE, 10.0)
     with pytest.raises(ConfigError, match="snr_choices"):
-        asr.parse_snrs("loud")
+        whisper.parse_snrs("loud")
     with pytest.raises(ConfigError, match="asr_methods"):
-        asr.parse_methods("full,dora")
+        whisper.parse_methods("full,dora")
 
 
 # ---------------------------------------------------------------- bad input
 
 def test_stereo_is_downmixed_on_either_axis():
     stereo = np.stack([TONE, np.zeros_like(TONE)], axis=1)
-    assert np.allclose(asr_data.prepare_audio(stereo, SR), TONE / 2)
-    assert np.allclose(asr_data.prepare_audio(stereo.T, SR), TONE / 2)
+    assert np.allclose(audio.prepare_audio(stereo, SR), TONE / 2)
+    assert np.allclose(audio.prepare_audio(stereo.T, SR), TONE / 2)
 
 
 def test_other_sample_rates_are_resampled_and_int16_scaled():
     at44 = (np.sin(2 * np.pi * 440 * np.arange(44100) / 44100) * 16000).astype(np.int16)
-    out = asr_data.prepare_audio(at44, 44100)
+    out = audio.prepare_audio(at44, 44100)
     assert out.dtype == np.float32 and len(out) == 16000
     assert np.abs(out).max() == pytest.approx(16000 / 32767, rel=0.01)
-    assert np.abs(asr_data.prepare_audio(TONE * 4, SR)).max() == pytest.approx(1.0)
+    assert np.abs(audio.prepare_audio(TONE * 4, SR)).max() == pytest.approx(1.0)
 
 
-@pytest.mark.parametrize("audio, sample_rate, message", [
+@pytest.mark.parametrize("clip, sample_rate, message", [
     (np.zeros(0, np.float32), SR, "empty"),
     (np.zeros(SR, np.float32), SR, "silent"),
     (np.full(31 * SR, 0.1, np.float32), SR, "30 s"),
@@ -262,22 +262,22 @@ def test_other_sample_rates_are_resampled_and_int16_scaled():
     (np.zeros((2, 2, 2)), SR, "shape"),
     (TONE, 0, "sample_rate"),
 ])
-def test_bad_audio_is_refused_with_a_reason(audio, sample_rate, message):
+def test_bad_audio_is_refused_with_a_reason(clip, sample_rate, message):
     with pytest.raises(ValueError, match=message):
-        asr_data.prepare_audio(audio, sample_rate)
+        audio.prepare_audio(clip, sample_rate)
 
 
 def test_bad_transcripts_are_refused(processor):
     tok = processor.tokenizer
-    assert asr_data.check_transcript(tok, "Take metoprolol daily.") == "Take metoprolol daily."
+    assert audio.check_transcript(tok, "Take metoprolol daily.") == "Take metoprolol daily."
     for text, message in [("", "empty"), ("dose\x07", "U\\+0007"), ("a\ud800", "U\\+D800"),
                           ("word " * 500, "tokens")]:
         with pytest.raises(ValueError, match=message):
-            asr_data.check_transcript(tok, text)
+            audio.check_transcript(tok, text)
 
 
 def test_labels_wrap_the_text_in_whisper_tokens(processor):
-    (ids,) = asr.label_ids(processor, ["Take warfarin."])
+    (ids,) = whisper.label_ids(processor, ["Take warfarin."])
     tok = processor.tokenizer
     assert ids[0] == tok.convert_tokens_to_ids("<|notimestamps|>")
     assert ids[-1] == tok.eos_token_id
@@ -285,11 +285,11 @@ def test_labels_wrap_the_text_in_whisper_tokens(processor):
 
 
 def test_score_splits_adds_per_context_rows(rows, monkeypatch):
-    splits = {"test": asr_data.select(rows, "domain", "test", 1, context="known")
-              + asr_data.select(rows, "domain", "test", 1, context="new")}
+    splits = {"test": audio.select(rows, "domain", "test", 1, context="known")
+              + audio.select(rows, "domain", "test", 1, context="new")}
     wrong_last = [r["text"] for r in splits["test"][:-1]] + ["nothing like it"]
-    monkeypatch.setattr(asr, "decode", lambda *a, **k: wrong_last)
-    hyps, results = asr.score_splits(None, None, {"test": None}, splits, ("test",), "m")
+    monkeypatch.setattr(whisper, "decode", lambda *a, **k: wrong_last)
+    hyps, results = whisper.score_splits(None, None, {"test": None}, splits, ("test",), "m")
     by_test = {r["test"]: r["wer"] for r in results}
     assert set(by_test) == {"test", "test_known_context", "test_new_context"}
     assert by_test["test_known_context"] == 0.0 and by_test["test_new_context"] == 1.0
@@ -299,17 +299,21 @@ def test_score_splits_adds_per_context_rows(rows, monkeypatch):
 # ---------------------------------------------------------------- training pieces
 
 def test_collate_pads_labels_with_ignore_index():
-    ds = asr.CachedStatesDataset(torch.zeros(2, 5, 4, dtype=torch.bfloat16), [[1, 2, 3], [4]])
-    batch = asr.collate([ds[0], ds[1]])
+    ds = whisper.CachedStatesDataset(torch.zeros(2, 5, 4, dtype=torch.bfloat16), [[1, 2, 3], [4]])
+    batch = whisper.collate([ds[0], ds[1]])
     assert batch["labels"].tolist() == [[1, 2, 3], [4, -100, -100]]
     assert batch["encoder_hidden_states"].dtype == torch.float32
     with pytest.raises(ValueError):
-        asr.CachedStatesDataset(torch.zeros(2, 5, 4), [[1]])
+        whisper.CachedStatesDataset(torch.zeros(2, 5, 4), [[1]])
 
 
 @pytest.fixture
 def tiny_whisper(processor):
-    from transformers import GenerationConfig, WhisperConfig, WhisperForConditionalGeneration
+    from transformers import (
+        GenerationConfig,
+        WhisperConfig,
+        WhisperForConditionalGeneration,
+    )
 
     from ftkit import models
 
@@ -325,13 +329,13 @@ def tiny_whisper(processor):
 
 
 def test_apply_method_trains_only_the_decoder(tiny_whisper):
-    full = asr.apply_method(tiny_whisper, "full")
+    full = whisper.apply_method(tiny_whisper, "full")
     trainable = {n for n, p in full.named_parameters() if p.requires_grad}
     assert trainable and all(".decoder." in n for n in trainable)
 
 
 def test_lora_leaves_cross_attention_keys_and_values_frozen(tiny_whisper):
-    lora = asr.apply_method(tiny_whisper, "lora", lora_r=2, lora_alpha=4.0)
+    lora = whisper.apply_method(tiny_whisper, "lora", lora_r=2, lora_alpha=4.0)
     trainable = [n for n, p in lora.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n and ".decoder." in n for n in trainable)
     assert not any("encoder_attn.k_proj" in n or "encoder_attn.v_proj" in n for n in trainable)
@@ -340,21 +344,21 @@ def test_lora_leaves_cross_attention_keys_and_values_frozen(tiny_whisper):
 
 @pytest.mark.parametrize("method", ["full", "lora"])
 def test_train_decoder_runs_and_returns_a_plain_model(tiny_whisper, processor, method, tmp_path):
-    from ftkit.config import TrainConfig
+    from ftkit.core.config import TrainConfig
 
     texts = ["Take warfarin.", "Stop metformin.", "Hello there.", "Good morning."]
     states = torch.randn(4, 8, 16).to(torch.bfloat16)
-    ds = asr.CachedStatesDataset(states, asr.label_ids(processor, texts))
-    model = asr.apply_method(tiny_whisper, method, lora_r=2, lora_alpha=4.0)
+    ds = whisper.CachedStatesDataset(states, whisper.label_ids(processor, texts))
+    model = whisper.apply_method(tiny_whisper, method, lora_r=2, lora_alpha=4.0)
     train = TrainConfig(lr=1e-3, max_steps=2, batch_size=2, eval_steps=1, bf16=False)
-    tuned, row = asr.train_decoder(model, processor, ds, states[:2], texts[:2], train, method,
+    tuned, row = whisper.train_decoder(model, processor, ds, states[:2], texts[:2], train, method,
                                    str(tmp_path), max_new_tokens=4)
     assert not hasattr(tuned, "peft_config")  # LoRA comes back merged
     assert row["steps"] <= 2 and row["trainable_params"] > 0
     assert 0 <= row["best_val_wer"] and np.isfinite(row["train_loss"])
     # evaluated at steps 0 (baseline), 1 and 2: the best one is recorded with a finite WER
     assert row["best_step"] in (0, 1, 2) and np.isfinite(row["best_val_wer"])
-    hyps = asr.decode(tuned, processor, states[:2], max_new_tokens=4)
+    hyps = whisper.decode(tuned, processor, states[:2], max_new_tokens=4)
     assert len(hyps) == 2
 
 
@@ -369,8 +373,8 @@ def test_wer_stopping_keeps_the_best_weights_and_stops(monkeypatch):
 
     model = _Linear()
     script = iter(["a x", "a b", "x x", "x y", "a b"])  # WER 0.5, 0.0, 1.0, 1.0, ...
-    monkeypatch.setattr(asr, "decode", lambda *a, **k: [next(script)])
-    stop = asr.WERStopping(model, None, None, ["a b"], patience=2)
+    monkeypatch.setattr(whisper, "decode", lambda *a, **k: [next(script)])
+    stop = whisper.WERStopping(model, None, None, ["a b"], patience=2)
     state, control = TrainerState(), TrainerControl()
     for step, weight in enumerate([1.0, 2.0, 3.0, 4.0]):
         model.w.data[:] = weight
@@ -386,8 +390,8 @@ def test_wer_stopping_keeps_the_best_weights_and_stops(monkeypatch):
 def test_wer_stopping_never_clears_a_stop_set_by_another_callback(monkeypatch):
     from transformers import TrainerControl, TrainerState
 
-    monkeypatch.setattr(asr, "decode", lambda *a, **k: ["x"])  # WER 1.0, never better
-    stop = asr.WERStopping(_Linear(), None, None, ["a"], patience=5)
+    monkeypatch.setattr(whisper, "decode", lambda *a, **k: ["x"])  # WER 1.0, never better
+    stop = whisper.WERStopping(_Linear(), None, None, ["a"], patience=5)
     state, control = TrainerState(), TrainerControl()
     stop.on_evaluate(None, state, control, metrics={})  # the first value is the best so far
     control.should_training_stop = True  # e.g. a max-time callback

@@ -20,11 +20,17 @@ import torch
 import transformers
 
 import ftkit
-from ftkit import finetune, models, profiles
-from ftkit.config import (AdapterConfig, Config, ConfigError, TrainConfig,
-                          config_from_params)
-from ftkit.data import balance, instruct, load, validate
-from ftkit.train import adapters, classifier, lora_classifier, merging, sft
+from ftkit import models
+from ftkit.core import profiles
+from ftkit.core.config import (
+    AdapterConfig,
+    Config,
+    ConfigError,
+    TrainConfig,
+    config_from_params,
+)
+from ftkit.data import balance, formatting, instruct, load, validate
+from ftkit.train import adapters, classifier, finetune, lora_classifier, merging, sft
 
 P = Config.from_params
 FTKIT_DIR = Path(ftkit.__file__).resolve().parent
@@ -59,11 +65,11 @@ class Ctx:
 
     @cached_property
     def pairs(self):  # 4 tokenised prompt/completion rows
-        return sft.pairs_dataset(self.tok, ["Capital of France?"] * 4, ["Paris."] * 4, 32)
+        return formatting.pairs_dataset(self.tok, ["Capital of France?"] * 4, ["Paris."] * 4, 32)
 
     @cached_property
     def long_pairs(self):  # rows longer than the model's 256 positions
-        return sft.pairs_dataset(self.tok, ["a b c d e f " * 60] * 2, ["Paris."] * 2, 1024)
+        return formatting.pairs_dataset(self.tok, ["a b c d e f " * 60] * 2, ["Paris."] * 2, 1024)
 
     def trainer(self, train_ds, eval_ds, **train):
         return sft.make_trainer(self.model(), self.tok, train_ds, eval_ds,
@@ -235,10 +241,10 @@ CASES = [
     case("balance-empty-dataset",
          lambda c: balance.check_dataset(datasets.Dataset.from_dict({"text": [], "label": []})),
          r"the data set is empty"),
-    case("pairs-empty", lambda c: sft.pairs_dataset(c.tok, [], [], 32),
+    case("pairs-empty", lambda c: formatting.pairs_dataset(c.tok, [], [], 32),
          r"pairs_dataset: 0 prompts and 0 completions; need the same, non-zero number"),
     case("pairs-answer-truncated",
-         lambda c: sft.pairs_dataset(c.tok, ["What is LoRA? " * 20], ["x"], 8),
+         lambda c: formatting.pairs_dataset(c.tok, ["What is LoRA? " * 20], ["x"], 8),
          r"1 of 1 examples have no completion token left after truncation to max_length=8"),
     # ---- Building a trainer (no step may run) ------------------------------------------
     case("trainer-batch-larger-than-data", lambda c: c.trainer(c.pairs, c.pairs, batch_size=8),

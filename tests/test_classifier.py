@@ -101,7 +101,7 @@ def test_every_recipe_trains_and_compare_heads_reports_metrics():
 
 
 def test_balance_config_rejects_unknown_methods():
-    from ftkit.config import ConfigError
+    from ftkit.core.config import ConfigError
 
     assert imbalance.parse_methods(" baseline, focal ,") == ["baseline", "focal"]
     assert imbalance.BalanceConfig(llm_methods="").llm_methods == ""
@@ -113,7 +113,7 @@ def test_balance_config_rejects_unknown_methods():
 
 def test_cached_embeddings_reads_back(tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr("ftkit.embeddings.encode",
+    monkeypatch.setattr("ftkit.train.imbalance.encode",
                         lambda m, t, texts, batch_size: calls.append(1) or torch.ones(len(texts), 4))
     first = imbalance.cached_embeddings(["a", "b"], "tiny-bert", tmp_path)
     again = imbalance.cached_embeddings(["a", "b"], "tiny-bert", tmp_path)

@@ -3,8 +3,17 @@ import dataclasses
 
 import pytest
 
-from ftkit.config import (SECTIONS, AdapterConfig, Config, ConfigError, ModelConfig, RunConfig,
-                          TrainConfig, config_from_params, field_names)
+from ftkit.core.config import (
+    SECTIONS,
+    AdapterConfig,
+    Config,
+    ConfigError,
+    ModelConfig,
+    RunConfig,
+    TrainConfig,
+    config_from_params,
+    field_names,
+)
 
 
 @pytest.mark.parametrize("cls, name, value, words", [
@@ -71,11 +80,11 @@ def test_config_from_params_ignores_non_literals_and_sets_output(tmp_path, monke
               "pd": object(), "_private": 1, "n_questions": 3}
     cfg = config_from_params(params)
     assert cfg.run.profile == "smoke" and cfg.train.lr == 1e-3
-    from ftkit import runs
-    assert runs.metrics_path().parent == (tmp_path / "o").resolve()
+    from ftkit.core import results
+    assert results.metrics_path().parent == (tmp_path / "o").resolve()
 
 
 def test_config_from_params_catches_a_shadowed_parameter():
-    import ftkit.quantization as module
+    import ftkit.compress.quantization as module
     with pytest.raises(ConfigError, match="quantization.*overwritten"):
         config_from_params({"quantization": module})

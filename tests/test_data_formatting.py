@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from ftkit.data import formatting
-from ftkit.tiny import tiny_bpe_tokenizer
+from ftkit.models.tiny import tiny_bpe_tokenizer
 
 
 @pytest.fixture(scope="module")

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from ftkit import models
-from ftkit.config import SECTIONS, Config, ConfigError
+from ftkit.core.config import SECTIONS, Config, ConfigError
 from ftkit.data import figures, prep
-from ftkit.tiny import tiny_bpe_tokenizer
+from ftkit.models.tiny import tiny_bpe_tokenizer
 
 
 def test_prep_section_is_registered_and_validated():

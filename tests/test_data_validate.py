@@ -3,7 +3,7 @@ import datasets
 import pytest
 
 from ftkit.data import load, validate
-from ftkit.tiny import tiny_bpe_tokenizer
+from ftkit.models.tiny import tiny_bpe_tokenizer
 
 SCHEMA = validate.Schema(labels=("billing", "shipping"))
 

@@ -14,7 +14,7 @@ from peft import LoraConfig, get_peft_model  # noqa: E402
 from torch import nn  # noqa: E402
 
 from ftkit import models  # noqa: E402
-from ftkit.config import ConfigError  # noqa: E402
+from ftkit.core.config import ConfigError  # noqa: E402
 from ftkit.train import dora  # noqa: E402
 
 TARGETS = ["q_proj", "v_proj"]
@@ -277,7 +277,7 @@ def test_fast_dora_follows_an_in_place_weight_change_and_merges_like_peft():
 
 
 def test_apply_method_switches_dora_to_the_fast_forward():
-    from ftkit.config import AdapterConfig
+    from ftkit.core.config import AdapterConfig
     from ftkit.train.adapters import apply_method
 
     model, _ = models.load("tiny-llama")

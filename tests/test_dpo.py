@@ -5,9 +5,9 @@ import math
 import pytest
 import torch
 
-from ftkit.config import ConfigError, TrainConfig
-from ftkit.tiny import tiny_llama
-from ftkit.train import dpo
+from ftkit.align import dpo
+from ftkit.core.config import ConfigError, TrainConfig
+from ftkit.models.tiny import tiny_llama
 
 
 def test_dpo_loss_hand_computed():

@@ -1,8 +1,8 @@
 """bf16 only where the machine runs it fast: CPU flags, the measured fallback, the override."""
 import pytest
 
-from ftkit import env
-from ftkit.config import TrainConfig
+from ftkit.core import env
+from ftkit.core.config import TrainConfig
 from ftkit.train import sft
 
 

@@ -1,4 +1,4 @@
-"""ftkit.finetune: parsing the experiment's lists, memory and step timing, train_method and
+"""ftkit.train.finetune: parsing the experiment's lists, memory and step timing, train_method and
 score_model on the tiny model, and adapters that load back with plain peft."""
 import math
 
@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from ftkit import env, finetune, models
-from ftkit.config import AdapterConfig, ConfigError, TrainConfig
-from ftkit.train import sft
+from ftkit import models
+from ftkit.core import env
+from ftkit.core.config import AdapterConfig, ConfigError, TrainConfig
+from ftkit.data import formatting
+from ftkit.train import finetune
 
 METHODS = ["full", "half", "lora", "dora", "ia3"]
 PROMPTS = ["Capital of France?", "Red planet?", "Days in a week?", "Largest ocean?",
@@ -102,7 +104,7 @@ def test_step_timer_median_leaves_out_the_first_step():
 
 def _datasets():
     _, tok = models.load("tiny-llama")
-    ds = sft.pairs_dataset(tok, PROMPTS, ANSWERS, max_length=32)
+    ds = formatting.pairs_dataset(tok, PROMPTS, ANSWERS, max_length=32)
     return ds, ds.select(range(2))
 
 

@@ -5,10 +5,10 @@ import platform
 import torch
 
 from ftkit import models
-from ftkit.config import AdapterConfig
+from ftkit.core.config import AdapterConfig
 from ftkit.train import adapters
-from ftkit.train.fastloss import label_only_loss
-from ftkit.train.frozen_linear import RecastLinear, use_recast_frozen_linears
+from ftkit.train.speed.fastloss import label_only_loss
+from ftkit.train.speed.frozen_linear import RecastLinear, use_recast_frozen_linears
 
 
 def _lora_model():
@@ -71,7 +71,7 @@ def test_only_frozen_plain_linears_switch_and_models_still_copy():
 
 
 def test_skipping_peft_input_casts_changes_no_value_and_restores_the_switch():
-    from ftkit.train.fastloss import _no_adapter_input_casts
+    from ftkit.train.speed.fastloss import _no_adapter_input_casts
 
     for method in ("lora", "ia3"):
         torch.manual_seed(0)
@@ -103,8 +103,8 @@ def _mapped_lora_model(tmp_path, method="lora"):
 
 
 def test_held_bf16_copies_change_no_number_and_release_the_fp32_pages(tmp_path):
-    from ftkit.env import file_mappings
-    from ftkit.train.frozen_linear import drop_bf16_copies, hold_bf16_copies
+    from ftkit.core.env import file_mappings
+    from ftkit.train.speed.frozen_linear import drop_bf16_copies, hold_bf16_copies
 
     model, ids = _mapped_lora_model(tmp_path)
     recast = [m for m in model.modules() if isinstance(m, RecastLinear)]
@@ -126,7 +126,7 @@ def test_held_bf16_copies_change_no_number_and_release_the_fp32_pages(tmp_path):
 
 
 def test_released_pages_come_back_unchanged_and_written_weights_are_kept(tmp_path):
-    from ftkit.train.frozen_linear import hold_bf16_copies
+    from ftkit.train.speed.frozen_linear import hold_bf16_copies
 
     model, _ = _mapped_lora_model(tmp_path)
     recast = [m for m in model.modules() if isinstance(m, RecastLinear)]
@@ -142,7 +142,7 @@ def test_released_pages_come_back_unchanged_and_written_weights_are_kept(tmp_pat
 
 
 def test_a_changed_weight_is_not_served_from_a_stale_copy(tmp_path):
-    from ftkit.train.frozen_linear import hold_bf16_copies
+    from ftkit.train.speed.frozen_linear import hold_bf16_copies
 
     model, ids = _mapped_lora_model(tmp_path)
     hold_bf16_copies(model)
@@ -157,8 +157,8 @@ def test_a_changed_weight_is_not_served_from_a_stale_copy(tmp_path):
 
 
 def test_no_copies_in_memory_and_dora_weights_keep_their_pages(tmp_path):
-    from ftkit.env import release_file_pages
-    from ftkit.train.frozen_linear import hold_bf16_copies
+    from ftkit.core.env import release_file_pages
+    from ftkit.train.speed.frozen_linear import hold_bf16_copies
 
     model, _ = _lora_model()  # built in memory: copies would only add memory
     use_recast_frozen_linears(model)

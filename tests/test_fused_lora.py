@@ -4,10 +4,10 @@ import copy
 import pytest
 import torch
 
-from ftkit.config import AdapterConfig
-from ftkit.tiny import tiny_llama
+from ftkit.core.config import AdapterConfig
+from ftkit.models.tiny import tiny_llama
 from ftkit.train.adapters import apply_method
-from ftkit.train.fused_lora import use_fused_lora
+from ftkit.train.speed.fused_lora import use_fused_lora
 
 
 def _pair(method="lora", dropout=0.0):

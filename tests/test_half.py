@@ -6,7 +6,8 @@ import torch
 from torch import nn
 
 from ftkit import models
-from ftkit.config import AdapterConfig, ConfigError, TrainConfig
+from ftkit.core.config import AdapterConfig, ConfigError, TrainConfig
+from ftkit.data import formatting
 from ftkit.train import adapters, half, sft
 
 PROMPTS = ["Capital of France?", "Red planet?", "Days in a week?", "Largest ocean?",
@@ -93,7 +94,7 @@ def _train(tmp_path, monkeypatch, round_steps, max_steps, seed=0):
     extra = adapters.callbacks(model, cfg, seed)
     assert len(extra) == 1 and isinstance(extra[0], half.HalfFineTuning)
     assert extra[0].round_steps == round_steps
-    ds = sft.pairs_dataset(tok, PROMPTS, ANSWERS, max_length=32)
+    ds = formatting.pairs_dataset(tok, PROMPTS, ANSWERS, max_length=32)
     train = TrainConfig(max_steps=max_steps, batch_size=2, eval_steps=100, lr=1e-2,
                         warmup_ratio=0.0, lr_scheduler="constant", bf16=False)
     trainer = sft.make_trainer(model, tok, ds, ds.select(range(2)), train, str(tmp_path),

@@ -1,11 +1,11 @@
 """The install files agree: environment.yml defers to pyproject, pins cover the dependencies."""
 import re
-import tomllib
 from pathlib import Path
 
+import tomllib
 import yaml
 
-from ftkit import versions
+from ftkit.core import versions
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from ftkit import models
-from ftkit.config import ConfigError
+from ftkit.core.config import ConfigError
 from ftkit.data import instruct
 from ftkit.evaluate import tasks
-from ftkit.generation import chat_batch
+from ftkit.models.generation import chat_batch
 
 ROOT = Path(__file__).resolve().parents[1]
 TASKS_FILE = ROOT / "data" / "instruct_tasks" / "tasks.jsonl"

@@ -4,7 +4,7 @@ import torch
 from peft import IA3Config, LoraConfig, PeftModel, get_peft_model
 
 from ftkit import models
-from ftkit.config import ConfigError
+from ftkit.core.config import ConfigError
 from ftkit.train import merging
 
 TARGETS = ["q_proj", "v_proj"]

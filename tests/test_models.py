@@ -4,8 +4,9 @@ import copy
 import pytest
 import torch
 
-from ftkit import generation, modelinfo, models
+from ftkit import models
 from ftkit.evaluate import perplexity
+from ftkit.models import footprint, generation
 
 
 def test_unknown_name_lists_known_ones():
@@ -42,7 +43,7 @@ def test_tiny_models_are_deterministic():
 
 
 def test_tiny_bert_encodes():
-    from ftkit.embeddings import encode
+    from ftkit.models.embeddings import encode
     model, tok = models.load("tiny-bert")
     emb = encode(model, tok, ["a test", "another longer test sentence"])
     assert emb.shape == (2, 32)
@@ -51,8 +52,8 @@ def test_tiny_bert_encodes():
 
 def test_parameter_breakdown_counts_every_parameter_once():
     model, _ = models.load("tiny-llama")
-    parts = modelinfo.parameter_breakdown(model)
-    assert sum(parts.values()) == modelinfo.count_parameters(model)
+    parts = footprint.parameter_breakdown(model)
+    assert sum(parts.values()) == footprint.count_parameters(model)
     assert parts["mlp"] > 0 and parts["attention"] > 0 and parts["embeddings"] > 0
 
 
@@ -64,7 +65,7 @@ def test_int8_weight_only_keeps_outputs_close_and_shrinks_linears():
         ref, got = model(ids).logits, quant(ids).logits
     assert torch.allclose(ref, got, atol=0.05 * ref.abs().max())
     assert quant.lm_head.weight is quant.model.embed_tokens.weight  # tie survives
-    assert modelinfo.serialized_mb(quant) < modelinfo.serialized_mb(model)
+    assert footprint.serialized_mb(quant) < footprint.serialized_mb(model)
 
 
 def test_int8_dynamic_runs_and_unknown_method_is_refused():

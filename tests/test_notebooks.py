@@ -65,7 +65,7 @@ def _sane(value) -> bool:
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
 def test_smoke_profile(path, smoke_runs):
-    from ftkit.runner import run_batch
+    from ftkit.batch.runner import run_batch
 
     result = run_batch("smoke", only=path.stem, run_id=path.stem, notebooks_dir=path.parent,
                        runs_dir=smoke_runs)

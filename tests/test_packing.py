@@ -4,9 +4,11 @@ import torch
 from transformers import DataCollatorForSeq2Seq
 
 from ftkit import models
-from ftkit.config import AdapterConfig, TrainConfig
-from ftkit.train import adapters, packing, sft
-from ftkit.train.fastloss import PACKED_KEYS, label_only_loss
+from ftkit.core.config import AdapterConfig, TrainConfig
+from ftkit.data import formatting
+from ftkit.train import adapters, sft
+from ftkit.train.speed import packing
+from ftkit.train.speed.fastloss import PACKED_KEYS, label_only_loss
 
 TEXTS = ["Hello there, how are you today?", "Short.",
          "A somewhat longer sentence about fine-tuning language models on CPUs.",
@@ -79,7 +81,7 @@ def test_make_trainer_packs_training_batches_only(tiny, tmp_path, monkeypatch):
     monkeypatch.setenv("FTKIT_HEADLESS", "1")
     model, tok = tiny
     model = adapters.apply_method(model, AdapterConfig(lora_r=4, lora_alpha=8))
-    ds = sft.pairs_dataset(tok, ["Capital of France?", "Two plus two?"] * 4,
+    ds = formatting.pairs_dataset(tok, ["Capital of France?", "Two plus two?"] * 4,
                            ["Paris.", "Four."] * 4, max_length=32)
     train = TrainConfig(lr=1e-3, batch_size=4, max_steps=2, eval_steps=1, warmup_ratio=0.0)
     trainer = sft.make_trainer(model, tok, ds, ds.select(range(4)), train, str(tmp_path))

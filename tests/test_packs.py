@@ -1,4 +1,4 @@
-"""Offline packs: pinned hashes, clear errors, corrupted caches rebuilt, and the real checks."""
+"""Offline packs: pinned hashes, clear errors, corrupted caches rebuilt, and the real packcheck."""
 import hashlib
 import json
 import zipfile
@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from ftkit import packs
-from ftkit.packs import checks, core
+from ftkit.batch import packcheck
+from ftkit.models import packs
+from ftkit.models.packs import core
 
 
 def _fake_spec(tmp_path: Path, payload: bytes = b"weights") -> core.PackSpec:
@@ -98,7 +99,7 @@ def test_pins_match_the_design():
 # The conversions, checked for real (downloads ~250 MB once into the user cache).
 @pytest.mark.slow
 def test_smollm2_answers_a_factual_question():
-    result = checks.check_smollm2()
+    result = packcheck.check_smollm2()
     print(result)
     assert result["ok"], result
     assert "paris" in result["answer"].lower()
@@ -106,24 +107,24 @@ def test_smollm2_answers_a_factual_question():
 
 @pytest.mark.slow
 def test_minilm_prefers_the_paraphrase():
-    result = checks.check_minilm()
+    result = packcheck.check_minilm()
     print(result)
     assert result["sim_paraphrase"] > result["sim_unrelated"] + 0.3, result
 
 
 @pytest.mark.slow
 def test_whisper_transcribes_everyday_speech():
-    from ftkit import speech
+    from ftkit.asr import speech
 
     if speech.available_backend() is None:
         pytest.skip("no speech synthesiser: apt-get install espeak-ng, or pip install espeakng-loader")
-    result = checks.check_whisper()
+    result = packcheck.check_whisper()
     print(result)
     assert result["wer"] <= 0.2, result
 
 
 def test_cli_packs_status_lists_every_pack(capsys):
-    from ftkit.cli import main
+    from ftkit.batch.cli import main
 
     assert main(["packs", "status"]) == 0
     out = capsys.readouterr().out

@@ -5,9 +5,9 @@ import math
 import pytest
 import torch
 
-from ftkit.config import ConfigError
-from ftkit.tiny import tiny_llama
-from ftkit.train import ppo
+from ftkit.align import ppo
+from ftkit.core.config import ConfigError
+from ftkit.models.tiny import tiny_llama
 
 
 def test_clipped_surrogate_hand_computed():

@@ -1,12 +1,11 @@
 """Preference rows: validation (bad rows refused or skipped with a reason), splits, formats."""
-import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from ftkit.config import ConfigError
+from ftkit.core.config import ConfigError
 from ftkit.data import preferences
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,10 +1,15 @@
-"""Unit tests of ftkit.profiles and of the profiles shipped in papermill_runs/profiles."""
+"""Unit tests of ftkit.core.profiles and of the profiles shipped in papermill_runs/profiles."""
 from __future__ import annotations
 
 import pytest
 
-from ftkit.profiles import (
-    PROFILES_ENV, Profile, list_profiles, load_profile, params_for, profiles_dir,
+from ftkit.core.profiles import (
+    PROFILES_ENV,
+    Profile,
+    list_profiles,
+    load_profile,
+    params_for,
+    profiles_dir,
     undeclared_overrides,
 )
 

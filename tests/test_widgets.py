@@ -4,8 +4,8 @@ import json
 import ipywidgets as w
 import pytest
 
-from ftkit.config import Config, ConfigError
-from ftkit.widgets import panel
+from ftkit.core.config import Config, ConfigError
+from ftkit.ui.panel import panel
 
 
 @pytest.fixture
@@ -56,7 +56,7 @@ def test_an_invalid_edit_shows_the_message_in_the_panel(cfg):
 def test_save_as_profile_reproduces_the_panel_values(cfg, tmp_path, monkeypatch):
     import shutil
 
-    from ftkit import profiles
+    from ftkit.core import profiles
 
     shutil.copy(profiles.profiles_dir() / "workshop.yaml", tmp_path / "workshop.yaml")
     monkeypatch.setenv("FTKIT_PROFILES_DIR", str(tmp_path))
@@ -83,8 +83,8 @@ def test_export_then_batch_run_gives_the_same_metrics(tmp_path, monkeypatch):
 
     import nbformat
 
-    from ftkit import profiles
-    from ftkit.runner import run_batch
+    from ftkit.batch.runner import run_batch
+    from ftkit.core import profiles
 
     nb_dir, prof_dir = tmp_path / "notebooks", tmp_path / "profiles"
     nb_dir.mkdir(), prof_dir.mkdir()

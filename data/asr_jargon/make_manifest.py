@@ -10,7 +10,7 @@ Splits are disjoint by sentence. Domain test sentences come in two kinds (field
 in training, so the term is heard in a new context. Validation uses frames of its own.
 Training sentences are rendered twice (two different voices), validation and test once.
 No external text; deterministic for a given seed. Audio is not stored:
-``ftkit.asr.synthesize_rows`` renders it on demand and caches it.
+``ftkit.asr.whisper.synthesize_rows`` renders it on demand and caches it.
 
 Used in notebooks/16_whisper_asr.ipynb (paper §11.4).
 

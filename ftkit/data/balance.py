@@ -19,7 +19,8 @@ from typing import Callable
 
 import numpy as np
 
-from ..config import ConfigError
+from ftkit.core.config import ConfigError
+from ftkit.data.split import split
 
 
 class BalanceError(ConfigError):
@@ -80,8 +81,6 @@ def subsample(ds, max_samples: int, label_column: str = "label", seed: int = 0):
 def stratified_split(ds, label_column: str = "label", eval_fraction: float = 0.2,
                      seed: int = 0):
     """``(train_ds, eval_ds)`` with every class in the same proportion in both parts."""
-    from .split import split
-
     y, _ = label_ids(ds, label_column)
     if np.bincount(y).min() < 2:
         raise BalanceError("a class has a single row: a stratified split needs ≥ 2 per class")

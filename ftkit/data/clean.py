@@ -25,7 +25,7 @@ from typing import Callable
 import datasets
 import pandas as pd
 
-from . import dedup, pii
+from ftkit.data import dedup, pii
 
 TEXT_COLUMNS = ("instruction", "response")
 STOPWORDS = frozenset(
@@ -40,7 +40,6 @@ _WORDS = re.compile(r"[^\W\d_]+")
 @dataclass
 class Step:
     """What one cleaning step did."""
-
     name: str
     rows_in: int
     rows_out: int

@@ -1,6 +1,6 @@
 """Figures of the data-preparation stage: the row funnel and token lengths against the limit.
 
-Used in notebooks/01_data_preparation.ipynb (paper §3.1.2); bar charts come from ftkit.plots.
+Used in notebooks/01_data_preparation.ipynb (paper §3.1.2); bar charts come from ftkit.ui.plots.
 """
 from __future__ import annotations
 

@@ -12,9 +12,12 @@ Used in notebooks/01_data_preparation.ipynb.
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
+from datasets import Dataset
+
+from ftkit.core.config import ConfigError
 
 IGNORE_INDEX = -100  # torch.nn.CrossEntropyLoss skips targets equal to this
 
@@ -87,3 +90,17 @@ def length_stats(lengths: np.ndarray, limit: int) -> dict:
             "p50": round(float(np.percentile(lengths, 50))),
             "p95": round(float(np.percentile(lengths, 95))),
             "max": int(lengths.max()), "limit": limit, "over_limit": int((lengths > limit).sum())}
+
+
+def pairs_dataset(tokenizer, prompts: Sequence[str], completions: Sequence[str],
+                  max_length: int):
+    """A Dataset of tokenised prompt/completion pairs; the loss sees only completion tokens."""
+    if len(prompts) != len(completions) or not prompts:
+        raise ConfigError(f"pairs_dataset: {len(prompts)} prompts and {len(completions)} "
+                          "completions; need the same, non-zero number")
+    rows = [tokenize_with_mask(tokenizer, p, c, max_length) for p, c in zip(prompts, completions)]
+    empty = sum(all(l == -100 for l in r["labels"]) for r in rows)
+    if empty:
+        raise ConfigError(f"{empty} of {len(rows)} examples have no completion token left "
+                          f"after truncation to max_length={max_length}; raise max_length")
+    return Dataset.from_list(rows)

@@ -12,7 +12,8 @@ import json
 import random
 from pathlib import Path
 
-from ..config import ConfigError
+from ftkit.core.config import ConfigError
+from ftkit.data.formatting import pairs_dataset, prompt_completion
 
 COLUMNS = ("task", "instruction", "response", "split")
 
@@ -71,9 +72,6 @@ def select(rows: list[dict], tasks: str | list[str], split: str, n: int = 0,
 
 def sft_dataset(tokenizer, rows: list[dict], max_length: int):
     """Tokenised chat-template examples with the loss on the answer only (ftkit.train.sft)."""
-    from ..train.sft import pairs_dataset
-    from .formatting import prompt_completion
-
     pairs = [prompt_completion(tokenizer, r["instruction"], r["response"], "chat") for r in rows]
     return pairs_dataset(tokenizer, [p["prompt"] for p in pairs],
                          [p["completion"] for p in pairs], max_length)

@@ -24,7 +24,8 @@ from typing import Callable
 import datasets
 import pandas as pd
 
-from ..config import ConfigError
+from ftkit.core.config import ConfigError
+from ftkit.models import hub_reachable
 
 ISSUE = "_issue"  # per-row note of what the reader had to change; null when nothing
 
@@ -131,7 +132,6 @@ def load_hf(name: str, split: str = "train", **kwargs) -> datasets.Dataset:
         return datasets.load_from_disk(name)
     local = name in {"csv", "json", "parquet", "text"} or Path(name).exists()
     if not local:
-        from ..models import hub_reachable
 
         if not hub_reachable():
             raise DataLoadError(f"{name!r} looks like a hub id, but the Hugging Face hub is not "

@@ -17,7 +17,7 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..config import ConfigError, Section, param, register_section
+from ftkit.core.config import ConfigError, Section, param, register_section
 
 REQUIRED = ("prompt", "chosen", "rejected")
 
@@ -25,7 +25,6 @@ REQUIRED = ("prompt", "chosen", "rejected")
 @dataclass(frozen=True)
 class PreferenceConfig(Section):
     """Which preference pairs train and which held-out prompts are judged (paper §6.9.2)."""
-
     prefs_path: str = param("../data/preferences/preferences.jsonl",
                             "JSONL of prompt/chosen/rejected rows with a train/test split.")
     n_pairs: int = param(0, "Training pairs used (0 = all).", min=0, max=100_000)
@@ -39,7 +38,6 @@ register_section("preference", PreferenceConfig)
 @dataclass
 class Validated:
     """Rows that passed, and ``(row index, reason)`` for each row that did not."""
-
     rows: list[dict]
     skipped: list[tuple[int, str]] = field(default_factory=list)
 

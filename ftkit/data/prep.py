@@ -16,9 +16,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..config import Section, param, register_section
-from . import dedup, split
-from .validate import Schema
+from ftkit.core.config import Section, param, register_section
+from ftkit.data import dedup, split
+from ftkit.data.formatting import prompt_completion
+from ftkit.data.validate import Schema
+from ftkit.models.embeddings import encode
 
 LABELS = ("billing", "shipping", "returns", "account", "technical")
 SCHEMA = Schema(text_columns=("instruction", "response"), label_column="category", labels=LABELS,
@@ -29,7 +31,6 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 @dataclass(frozen=True)
 class PrepConfig(Section):
     """Data preparation knobs (paper §3.1-3.2)."""
-
     data_dir: str = param("data/support_records", "Folder with the generated source files.")
     dedup_threshold: float = param(0.5, "Jaccard similarity of word 3-grams that makes two "
                                    "instructions near duplicates.", min=0.1, max=0.95, step=0.05)
@@ -114,7 +115,6 @@ def augmentation_similarity(encoder, sources: list[str], rows: list[dict],
 
     High cosine with Jaccard below 1 is what augmentation wants: same meaning, new wording.
     """
-    from ..embeddings import encode
 
     model, tok = encoder
     table = {}
@@ -134,8 +134,6 @@ def training_pairs(tokenizer, instructions: list[str], responses: list[str],
                    template: str = "chat") -> "datasets.Dataset":
     """A Dataset of ``prompt``/``completion`` strings ready for completion-only SFT."""
     import datasets
-
-    from .formatting import prompt_completion
 
     pairs = [prompt_completion(tokenizer, q, a, template) for q, a in zip(instructions, responses)]
     return datasets.Dataset.from_list(pairs)

@@ -13,8 +13,12 @@ from __future__ import annotations
 from typing import Callable, Sequence
 
 import numpy as np
-from sklearn.model_selection import (GroupShuffleSplit, KFold, StratifiedShuffleSplit,
-                                     train_test_split)
+from sklearn.model_selection import (
+    GroupShuffleSplit,
+    KFold,
+    StratifiedShuffleSplit,
+    train_test_split,
+)
 
 
 def _sorted(a, b) -> tuple[list[int], list[int]]:

@@ -23,7 +23,8 @@ import re
 import pandas as pd
 import torch
 
-from . import clean, dedup, pii
+from ftkit.data import clean, dedup, pii
+from ftkit.models.embeddings import encode
 
 SYSTEM = "You are a customer support agent of an online shop. Answer in two short sentences."
 _LEADING = re.compile(r"^[\s\"'\-*\d.)]+")
@@ -133,8 +134,6 @@ CHECKS = {"format": _format_ok, "length": _length_ok, "language": _language_ok,
 
 def _embedding_context(candidates: pd.DataFrame, existing: pd.DataFrame, encoder) -> dict:
     """Nearest category centroid and highest cosine to existing questions, per candidate."""
-    from ..embeddings import encode
-
     model, tok = encoder
     cand = encode(model, tok, [t or "?" for t in candidates["instruction"]])
     base = encode(model, tok, list(existing["instruction"]))

@@ -18,9 +18,9 @@ from typing import Callable
 import datasets
 import pandas as pd
 
-from ..config import ConfigError
-from .formatting import paper_template
-from .load import ISSUE
+from ftkit.core.config import ConfigError
+from ftkit.data.formatting import paper_template
+from ftkit.data.load import ISSUE
 
 REPLACEMENT = "\ufffd"  # what undecodable bytes become when read with errors="replace"
 
@@ -32,7 +32,6 @@ class DataValidationError(ConfigError):
 @dataclass(frozen=True)
 class Schema:
     """What a training record must look like."""
-
     text_columns: tuple[str, ...] = ("instruction", "response")
     label_column: str | None = "category"
     labels: tuple[str, ...] = ()

@@ -40,7 +40,12 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray,
     Args:
         minority: indices of the minority classes (their F1 and recall are averaged).
     """
-    from sklearn.metrics import accuracy_score, cohen_kappa_score, f1_score, recall_score
+    from sklearn.metrics import (
+        accuracy_score,
+        cohen_kappa_score,
+        f1_score,
+        recall_score,
+    )
 
     y_true, proba = _check(y_true, proba)
     y_pred = proba.argmax(1)

@@ -14,6 +14,8 @@ from typing import Callable
 
 import pandas as pd
 
+from ftkit.models.generation import chat_batch
+
 
 def _json(text: str) -> dict | None:
     try:
@@ -57,8 +59,6 @@ def score(task: str, prediction: str, reference: str) -> float:
 def evaluate(model, tokenizer, rows: list[dict], max_new_tokens: int = 40,
              batch_size: int = 16, progress=None) -> tuple[pd.DataFrame, dict[str, float]]:
     """Generate greedily for each row; per-example table and exact-match accuracy per task."""
-    from ..generation import chat_batch
-
     was_training = model.training
     model.eval()
     answers = chat_batch(model, tokenizer, [r["instruction"] for r in rows], max_new_tokens,

@@ -12,7 +12,9 @@ from functools import partial
 
 from torch import nn
 
-from ..config import AdapterConfig, ConfigError
+from ftkit.core.config import AdapterConfig, ConfigError
+from ftkit.train.dora import use_fast_dora
+from ftkit.train.half import HalfFineTuning, prepare
 
 
 def linear_names(model: nn.Module) -> list[str]:
@@ -42,8 +44,6 @@ def _full(model: nn.Module, cfg: AdapterConfig) -> nn.Module:
 
 def _half(model: nn.Module, cfg: AdapterConfig) -> nn.Module:
     """Half fine-tuning (§6.4): block weights trainable; ``callbacks`` freezes half per round."""
-    from .half import prepare
-
     return prepare(model)
 
 
@@ -56,7 +56,6 @@ def _lora(model: nn.Module, cfg: AdapterConfig, use_dora: bool = False,
                         use_dora=use_dora, task_type="CAUSAL_LM")
     model = get_peft_model(model, config)
     if use_dora and fast_dora:
-        from .dora import use_fast_dora
 
         use_fast_dora(model)  # peft's DoRA output with fewer passes (see ftkit.train.dora)
     return model
@@ -85,7 +84,6 @@ def apply_method(model: nn.Module, cfg: AdapterConfig) -> nn.Module:
 def callbacks(model: nn.Module, cfg: AdapterConfig, seed: int = 0) -> list:
     """Trainer callbacks a method needs (half fine-tuning's round-by-round freezing)."""
     if cfg.peft_method == "half":
-        from .half import HalfFineTuning
 
         return [HalfFineTuning(model, cfg.half_round_steps, seed)]
     return []

@@ -12,7 +12,7 @@ import time
 
 from transformers import TrainerCallback
 
-from ..env import headless
+from ftkit.core.env import headless
 
 
 class LivePlotCallback(TrainerCallback):

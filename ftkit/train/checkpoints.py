@@ -37,7 +37,7 @@ from typing import Any, Callable
 
 from transformers import TrainerCallback
 
-from ..config import ConfigError
+from ftkit.core.config import ConfigError
 
 MARKER = "ftkit-complete.json"
 PREFIX = "checkpoint-"  # transformers.trainer_utils.PREFIX_CHECKPOINT_DIR + "-"

@@ -13,9 +13,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..config import ConfigError
-from .losses import make_loss
-from .sampling import make_sampler
+from ftkit.core.config import ConfigError
+from ftkit.train.losses import make_loss
+from ftkit.train.sampling import make_sampler
 
 
 def check_labels(y, n_classes: int, n_rows: int | None = None) -> None:
@@ -73,7 +73,6 @@ def train_head(X: np.ndarray, y: np.ndarray, n_classes: int, *, loss: str = "ce"
 
 class MeanProbabilities(nn.Module):
     """Ensemble of heads: outputs ``log(mean softmax)``, so ``softmax`` of it is the mean."""
-
     def __init__(self, heads: list[nn.Module]):
         super().__init__()
         self.heads = nn.ModuleList(heads)

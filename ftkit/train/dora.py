@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..config import ConfigError
+from ftkit.core.config import ConfigError
 
 COLUMNS = ["method", "layer", "module", "delta_m", "delta_d"]
 _PREFIXES = ("base_model.model.",)

@@ -20,7 +20,7 @@ import random
 from torch import nn
 from transformers import TrainerCallback
 
-from ..config import ConfigError
+from ftkit.core.config import ConfigError
 
 # checked in this order: "post_attention_layernorm" is a norm, not attention
 PARTS = {"norm": ("norm", "ln_"), "attention": ("attn", "attention"),

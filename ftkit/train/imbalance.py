@@ -18,16 +18,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..config import Section, param, register_section
-from ..data import balance
-from ..evaluate.classification import METRICS, classification_metrics
-from . import classifier, lora_classifier
+from ftkit.core.config import Section, param, register_section
+from ftkit.data import balance
+from ftkit.evaluate.classification import METRICS, classification_metrics
+from ftkit.models import load
+from ftkit.models.embeddings import encode
+from ftkit.models.packs.core import cache_root
+from ftkit.train import classifier, lora_classifier
+from ftkit.train.callbacks import live_plot
 
 
 @dataclass(frozen=True)
 class Recipe:
     """One balancing method: re-sampling, loss, batch sampler, and whether to bag an ensemble."""
-
     resample: str = "none"
     loss: str = "ce"
     sampler: str = "shuffle"
@@ -47,7 +50,6 @@ TEXT_RECIPES = ("baseline", "oversample", "undersample", "class_weight", "focal"
 @dataclass(frozen=True)
 class BalanceConfig(Section):
     """Data and methods of the balancing comparison (paper §3.1.3, §3.5.3)."""
-
     csv_path: str = param("../data/tickets/tickets.csv", "CSV with a text and a label column.")
     encoder_name: str = param("minilm-l6", "Frozen sentence encoder for the embedding heads.")
     head_methods: str = param(",".join(RECIPES), "Comma-separated methods for embedding heads.")
@@ -90,15 +92,12 @@ def cached_embeddings(texts: list[str], encoder_name: str, cache_dir: str | Path
     ``cache_dir`` defaults to ``embeddings/`` in the ftkit cache (``$FTKIT_CACHE``).
     """
     if cache_dir is None:
-        from ..packs.core import cache_root
 
         cache_dir = cache_root() / "embeddings"
     digest = hashlib.sha256("\n".join([encoder_name, *texts]).encode()).hexdigest()[:16]
     path = Path(cache_dir) / f"embeddings-{encoder_name.replace('/', '_')}-{digest}.npy"
     if path.exists():
         return np.load(path)
-    from ..embeddings import encode
-    from ..models import load
 
     model, tokenizer = load(encoder_name)
     X = encode(model.eval(), tokenizer, texts, batch_size=batch_size).numpy()
@@ -162,7 +161,6 @@ def train_llm(name: str, model_name: str, texts: list[str], y: np.ndarray, n_cla
     Re-sampling recipes select rows of ``texts``; the model is loaded fresh for every call so
     that methods do not share adapters.
     """
-    from ..models import load
 
     if name not in TEXT_RECIPES:
         raise ValueError(f"{name!r} is not available for LLM fine-tuning; use one of "
@@ -172,7 +170,6 @@ def train_llm(name: str, model_name: str, texts: list[str], y: np.ndarray, n_cla
     if recipe.resample != "none":
         idx = balance.INDEX_METHODS[recipe.resample](y, seed)
     weight = balance.class_weights(y, n_classes) if recipe.loss == "weighted" else None
-    from .callbacks import live_plot
 
     finetune_kwargs.setdefault("plot", live_plot(f"{model_name} + LoRA: {name}", every=5))
     model, tokenizer = load(model_name)

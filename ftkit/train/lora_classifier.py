@@ -14,17 +14,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..env import bf16_autocast
-from .adapters import target_modules as checked_targets
-from .classifier import check_labels
-from .loop import optimiser_step
-from .losses import make_loss
-from .sampling import make_sampler
+from ftkit.core.env import bf16_autocast
+from ftkit.train.adapters import target_modules as checked_targets
+from ftkit.train.classifier import check_labels
+from ftkit.train.loop import optimiser_step
+from ftkit.train.losses import make_loss
+from ftkit.train.sampling import make_sampler
 
 
 class PooledClassifier(nn.Module):
     """``backbone -> pool -> linear``: logits ``(B, K)`` from ``input_ids (B, T)``."""
-
     def __init__(self, backbone: nn.Module, hidden_size: int, n_classes: int,
                  pooling: str = "last"):
         super().__init__()

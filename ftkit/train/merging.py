@@ -36,7 +36,7 @@ from typing import Any, Sequence
 
 from torch import nn
 
-from ..config import ConfigError, Section, param, register_section
+from ftkit.core.config import ConfigError, Section, param, register_section
 
 COMBINATIONS: dict[str, str] = {
     "cat": "concatenate the A and B matrices: exact weighted sum of the updates, rank = sum",
@@ -279,7 +279,6 @@ def parse_weight_sets(spec: str) -> list[list[float]]:
 @dataclass(frozen=True)
 class MergeConfig(Section):
     """Which adapter mixes notebook 07 builds (paper §6.3.5)."""
-
     combinations: str = param("cat,linear,svd,ties,dare_ties",
                               f"Comma-separated combination types: {', '.join(COMBINATIONS)}.")
     weight_sets: str = param("1,1;0.5,0.5",

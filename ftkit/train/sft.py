@@ -2,8 +2,8 @@
 
 ``make_trainer`` turns a TrainConfig into TrainingArguments (bf16 autocast on CPUs that have
 it, the live loss plot, no checkpoints unless asked), computes the loss's logits only at
-labelled positions (ftkit.train.fastloss), trains causal LMs on padding-free batches
-(ftkit.train.packing; evaluation batches are padded), masks the prompt tokens out of the loss,
+labelled positions (ftkit.train.speed.fastloss), trains causal LMs on padding-free batches
+(ftkit.train.speed.packing; evaluation batches are padded), masks the prompt tokens out of the loss,
 and returns a ready Trainer. Bad data is refused before any compute (:func:`check_datasets`);
 :func:`train` resumes from the newest valid checkpoint.
 Configs stay out of the classes: builders take flat values (torchtune's rule).
@@ -11,12 +11,20 @@ Used in the fine-tuning notebooks (05-09) and benchmarks/.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
 
 import torch
+from accelerate.utils import extract_model_from_parallel
 
-from ..config import ConfigError, TrainConfig
-from ..env import headless, use_bf16
+from ftkit.core.config import ConfigError, TrainConfig
+from ftkit.core.env import headless, use_bf16
+from ftkit.train import checkpoints
+from ftkit.train.callbacks import compact_logs, live_plot
+from ftkit.train.checkpoints import IntegrityCallback, latest_valid_checkpoint
+from ftkit.train.speed.fastloss import LabelOnlyLossTrainer
+from ftkit.train.speed.frozen_linear import FrozenWeightCache, use_recast_frozen_linears
+from ftkit.train.speed.fused_lora import use_fused_lora
+from ftkit.train.speed.packing import flatten_collator, use_packed_attention
 
 
 def training_arguments(train: TrainConfig, output_dir: str, seed: int = 42,
@@ -36,24 +44,6 @@ def training_arguments(train: TrainConfig, output_dir: str, seed: int = 42,
         use_cpu=not torch.cuda.is_available(), save_strategy="no", report_to=[],
         disable_tqdm=headless(), dataloader_num_workers=0)
     return TrainingArguments(**{**args, **overrides})
-
-
-def pairs_dataset(tokenizer, prompts: Sequence[str], completions: Sequence[str],
-                  max_length: int):
-    """A Dataset of tokenised prompt/completion pairs; the loss sees only completion tokens."""
-    from datasets import Dataset
-
-    from ..data.formatting import tokenize_with_mask
-
-    if len(prompts) != len(completions) or not prompts:
-        raise ConfigError(f"pairs_dataset: {len(prompts)} prompts and {len(completions)} "
-                          "completions; need the same, non-zero number")
-    rows = [tokenize_with_mask(tokenizer, p, c, max_length) for p, c in zip(prompts, completions)]
-    empty = sum(all(l == -100 for l in r["labels"]) for r in rows)
-    if empty:
-        raise ConfigError(f"{empty} of {len(rows)} examples have no completion token left "
-                          f"after truncation to max_length={max_length}; raise max_length")
-    return Dataset.from_list(rows)
 
 
 def check_lengths(model, max_length: int, what: str = "ModelConfig.max_length") -> None:
@@ -87,7 +77,7 @@ def check_datasets(train_ds, eval_ds, train: TrainConfig, model=None) -> None:
         if missing:
             raise ConfigError(f"{name} has columns {columns}, missing {missing}: make_trainer "
                               "needs tokenised rows with 'input_ids' and 'labels' (build them "
-                              "with sft.pairs_dataset or data.instruct.sft_dataset)")
+                              "with data.formatting.pairs_dataset or data.instruct.sft_dataset)")
     if len(train_ds) < train.batch_size:
         raise ConfigError(f"TrainConfig.batch_size = {train.batch_size} is larger than the "
                           f"training set ({len(train_ds)} examples)")
@@ -129,8 +119,6 @@ def _switch_layers(model, bf16: bool, frozen_bf16: bool, recast_frozen: bool,
                    hold_frozen_bf16: bool, fused_lora: bool) -> list:
     """Switch ``model``'s layers to make_trainer's faster forms (its arguments of the same
     names); returns the Trainer callbacks they need."""
-    from .frozen_linear import FrozenWeightCache, use_recast_frozen_linears
-    from .fused_lora import use_fused_lora
 
     if frozen_bf16 and bf16:
         frozen_weights_to_bf16(model)
@@ -150,19 +138,19 @@ def make_trainer(model, tokenizer, train_ds, eval_ds, train: TrainConfig, output
     """A Trainer on padding-free batches with a completion-only loss and the live loss plot.
 
     ``label_only_logits``: compute the vocabulary logits of the training loss only where a
-    label exists (ftkit.train.fastloss; same loss, less compute). ``overrides`` go to
+    label exists (ftkit.train.speed.fastloss; same loss, less compute). ``overrides`` go to
     TrainingArguments.
     ``packing``: train causal LMs on padding-free batches, each batch's examples end to end
-    in one row with attention kept inside each example (ftkit.train.packing); the same
+    in one row with attention kept inside each example (ftkit.train.speed.packing); the same
     examples per step and the same loss, no pad tokens computed. Other models train on padded
     batches; evaluation batches stay padded.
     ``recast_frozen`` (with bf16): frozen Linear layers keep no bf16 copy of their weight for
-    the backward pass (ftkit.train.frozen_linear); the same numbers, less peak memory.
+    the backward pass (ftkit.train.speed.frozen_linear); the same numbers, less peak memory.
     ``hold_frozen_bf16`` (with ``recast_frozen``): while ``train()`` runs, those layers compute
     with one bf16 copy of each weight instead of casting it twice per step, and the fp32
     weight's pages (mapped from the safetensors file) go back to the OS; the same numbers.
     ``fused_lora``: peft LoRA layers add their scaled update inside one matmul
-    (ftkit.train.fused_lora); the same values up to float rounding, two fewer passes over each
+    (ftkit.train.speed.fused_lora); the same values up to float rounding, two fewer passes over each
     layer's output.
     ``frozen_bf16``: with bf16 training, keep a peft model's frozen Linear weights in bf16
     (:func:`frozen_weights_to_bf16`). Off by default: with ``recast_frozen`` it no longer pays
@@ -173,11 +161,6 @@ def make_trainer(model, tokenizer, train_ds, eval_ds, train: TrainConfig, output
     """
     check_datasets(train_ds, eval_ds, train, model)
     from transformers import DataCollatorForSeq2Seq
-
-    from . import checkpoints
-    from .callbacks import compact_logs, live_plot
-    from .fastloss import LabelOnlyLossTrainer
-    from .packing import flatten_collator, use_packed_attention
 
     overrides = checkpoints.save_overrides(save_steps, overrides)
     if eval_ds is None:
@@ -206,7 +189,6 @@ def train(trainer, resume: bool = True):
     scratch. A checkpoint needs the integrity marker when the trainer writes one
     (``make_trainer(save_steps=...)``). Returns the Trainer's TrainOutput.
     """
-    from .checkpoints import IntegrityCallback, latest_valid_checkpoint
 
     marked = any(isinstance(c, IntegrityCallback) for c in trainer.callback_handler.callbacks)
     path = latest_valid_checkpoint(trainer.args.output_dir, marked) if resume else None
@@ -225,7 +207,6 @@ def unwrap(trainer):
     after training; a model evaluated that way computes in bf16 while a freshly loaded one does
     not, so comparisons and saved-then-reloaded outputs would differ.
     """
-    from accelerate.utils import extract_model_from_parallel
 
     model = extract_model_from_parallel(trainer.model, keep_fp32_wrapper=False)
     for p in model.parameters():  # undo frozen_weights_to_bf16: evaluation runs in fp32

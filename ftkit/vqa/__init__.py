@@ -14,5 +14,5 @@ One idea per module:
 
 Used in notebooks/17_multimodal_vqa.ipynb.
 """
-from . import config, contrastive, evaluate, model, shapes, train  # noqa: F401
-from .config import VQAConfig  # noqa: F401
+from ftkit.vqa import config, contrastive, evaluate, model, shapes, train  # noqa: F401
+from ftkit.vqa.config import VQAConfig  # noqa: F401

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..config import Section, param, register_section
-from .model import OFFLINE
+from ftkit.core.config import Section, param, register_section
+from ftkit.vqa.model import OFFLINE
 
 
 @dataclass(frozen=True)
 class VQAConfig(Section):
     """Data, vision encoder, contrastive pretraining and the three fine-tuning stages."""
-
     vlm_name: str = param(OFFLINE, "'offline' assembles SigLIP-style encoder + projector + "
                           "model_name (LLaVA classes); a hub id (e.g. a SmolVLM) loads that VLM.")
     text_encoder: str = param("minilm-l6", "Frozen sentence encoder for contrastive pretraining.")

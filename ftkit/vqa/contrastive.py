@@ -16,12 +16,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..train.loop import optimiser_step
+from ftkit.models.embeddings import encode
+from ftkit.train.loop import optimiser_step
 
 
 class ImageTower(nn.Module):
     """Vision encoder + mean pooling + linear projection to the text embedding width."""
-
     def __init__(self, vision, text_dim: int):
         super().__init__()
         self.vision = vision
@@ -58,7 +58,6 @@ def same_caption(captions: list[str]) -> torch.Tensor:
 def caption_embeddings(text_model, tokenizer, captions: list[str]) -> torch.Tensor:
     """Frozen sentence embeddings ``(N, D)`` of ``captions``, each distinct caption encoded once
     (scenes repeat captions: 1,200 training scenes have about 420 distinct ones)."""
-    from ..embeddings import encode
 
     unique = list(dict.fromkeys(captions))
     index = {c: i for i, c in enumerate(unique)}

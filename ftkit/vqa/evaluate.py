@@ -10,9 +10,9 @@ import re
 
 import torch
 
-from ..env import bf16_autocast
-from . import shapes
-from .train import prepare_image, user_turn
+from ftkit.core.env import bf16_autocast
+from ftkit.vqa import shapes
+from ftkit.vqa.train import prepare_image, user_turn
 
 
 def first_word(text: str) -> str:

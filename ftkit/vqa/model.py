@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import torch
 
+from ftkit import models
+from ftkit.core.env import best_device
+
 IMAGE_TOKEN = "<image>"
 OFFLINE = "offline"
 # ChatML like SmolLM2-Instruct, without its default system prompt (fewer tokens per example);
@@ -55,7 +58,9 @@ def vision_encoder(config, seed: int = 0):
 
 def image_processor(image_size: int):
     """SigLIP's slow (PIL) image processor: RGB, resized to ``image_size``, scaled to [-1, 1]."""
-    from transformers.models.siglip.image_processing_pil_siglip import SiglipImageProcessorPil
+    from transformers.models.siglip.image_processing_pil_siglip import (
+        SiglipImageProcessorPil,
+    )
 
     return SiglipImageProcessorPil(size={"height": image_size, "width": image_size},
                                    image_mean=[0.5] * 3, image_std=[0.5] * 3)
@@ -108,10 +113,8 @@ def load_vlm(vlm_name: str, llm_name: str, vision=None, seed: int = 0):
     other name is a hub id or a folder, loaded with ``AutoModelForImageTextToText`` and
     ``AutoProcessor`` (needs the hub or its cache; not testable on the offline machines).
     """
-    from ..env import best_device
 
     if vlm_name == OFFLINE:
-        from .. import models
 
         if vision is None:
             raise ValueError("the offline VLM needs the pretrained vision encoder (vision=...)")

@@ -16,11 +16,13 @@ data/vqa_shapes/make_vqa_shapes.py.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 from pathlib import Path
 
 import numpy as np
+from PIL import Image, ImageDraw
 
 COLOURS = {"red": (215, 40, 40), "green": (40, 160, 60), "blue": (45, 85, 215),
            "yellow": (230, 195, 30), "purple": (145, 60, 185)}
@@ -93,8 +95,6 @@ def make_scene(seed: int, split: str = "train", heldout: list[tuple[str, str]] |
 
 def render(scene: dict):
     """The scene as an RGB ``PIL.Image`` of ``scene["size"]`` pixels, deterministically."""
-    from PIL import Image, ImageDraw
-
     k, size = 4, scene["size"]
     img = Image.new("RGB", (size * k, size * k), tuple(scene["background"]))
     draw = ImageDraw.Draw(img)
@@ -179,8 +179,6 @@ def chance(qtype: str) -> float:
 
 def digest(rows: list[dict]) -> str:
     """sha256 of the rows' canonical JSON: the same scenes give the same digest everywhere."""
-    import hashlib
-
     text = "".join(json.dumps(r, sort_keys=True, separators=(",", ":")) + "\n" for r in rows)
     return hashlib.sha256(text.encode()).hexdigest()
 

@@ -15,9 +15,16 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 
-from ..config import ConfigError, TrainConfig
-from . import shapes
+from ftkit.core.config import ConfigError, TrainConfig
+from ftkit.core.env import use_bf16
+from ftkit.train.adapters import trainable_summary
+from ftkit.train.callbacks import compact_logs, live_plot
+from ftkit.train.finetune import StepTimer
+from ftkit.train.sft import frozen_weights_to_bf16, training_arguments, unwrap
+from ftkit.train.speed.fastloss import _parts
+from ftkit.vqa import shapes
 
 CAPTION_PROMPT = "Describe the image."
 
@@ -25,7 +32,6 @@ CAPTION_PROMPT = "Describe the image."
 def prepare_image(image: Any, size: int | None = None):
     """An RGB ``PIL.Image`` from a PIL image or an ``(H, W[, C])`` uint8 array, optionally
     resized to ``size`` pixels square; a missing image is a clear error."""
-    from PIL import Image
 
     if image is None:
         raise ValueError("missing image: every question needs the image it asks about")
@@ -109,11 +115,9 @@ def label_only_loss(model, inputs: dict, num_items_in_batch=None) -> torch.Tenso
 
     The VLM's decoder (image features swapped into the text embeddings) runs on the whole
     batch; the output head and cross-entropy see only positions whose next token has a label
-    (the answer), as :mod:`ftkit.train.fastloss` does for text models.
+    (the answer), as :mod:`ftkit.train.speed.fastloss` does for text models.
     """
     import torch.nn.functional as F
-
-    from ..train.fastloss import _parts
 
     decoder, head = _parts(model)
     labels = inputs["labels"]
@@ -151,8 +155,6 @@ def trainer(model, processor, examples: list[dict], train: TrainConfig, output_d
     No evaluation during training (the notebook scores exact-match answers between stages);
     ``remove_unused_columns=False`` keeps the raw images for the collator.
     """
-    from ..train.callbacks import compact_logs, live_plot
-    from ..train.sft import training_arguments
 
     if len(examples) < train.batch_size:
         raise ConfigError(f"TrainConfig.batch_size = {train.batch_size} is larger than the "
@@ -176,10 +178,6 @@ def train_stage(model, processor, examples: list[dict], train: TrainConfig, step
     training (:func:`ftkit.train.sft.frozen_weights_to_bf16`), where bf16 runs. The model comes
     back unwrapped (no autocast wrapper, fp32 again), in eval mode.
     """
-    from ..finetune import StepTimer
-    from ..train.adapters import trainable_summary
-    from ..env import use_bf16
-    from ..train.sft import frozen_weights_to_bf16, unwrap
 
     counts = trainable_summary(model)
     if use_bf16(train.bf16):  # the condition under which the Trainer autocasts to bf16

@@ -1,0 +1,302 @@
+"""Direct Preference Optimisation with TRL's DPOTrainer, plus the measurements around it (§6.9).
+
+DPO turns preference pairs into a classification loss on the policy's log-probability ratios
+to a frozen reference (paper §6.9; Rafailov et al.):
+
+    loss = -log σ(β · [(log π(y_w|x) - log π_ref(y_w|x))
+                       - (log π(y_l|x) - log π_ref(y_l|x))])
+
+:func:`dpo_loss` writes that equation out for reading (a test pins it to a hand-computed
+value); training itself runs through TRL's ``DPOTrainer`` (:func:`make_dpo_trainer`), with LoRA
+so that the reference is the same network with its adapter switched off. β sets how strongly
+the policy is held to the reference (§6.9.2 recommends sweeping it). :class:`LiveCurves`
+plots the loss and the implicit-reward margin while training runs; :func:`token_kl` measures
+how far a trained policy moved from its reference on held-out prompts.
+
+Used in notebooks/08_dpo_alignment.ipynb and notebooks/09_rlhf_reward_and_ppo.ipynb.
+"""
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from transformers import TrainerCallback
+
+from ftkit import models
+from ftkit.core import env
+from ftkit.core.config import (
+    AdapterConfig,
+    ConfigError,
+    Section,
+    TrainConfig,
+    param,
+    register_section,
+)
+from ftkit.core.env import headless, use_bf16
+from ftkit.evaluate.judge import judge_rows, summary, win_rate
+from ftkit.models.generation import chat_batch
+from ftkit.train.adapters import apply_method, require_peft
+from ftkit.train.callbacks import compact_logs, show_in_place
+from ftkit.train.sft import unwrap
+
+
+def parse_betas(spec: str) -> list[float]:
+    """``"0.05,0.5"`` → ``[0.05, 0.5]``: distinct positive numbers, ascending."""
+    try:
+        betas = [float(s) for s in spec.split(",") if s.strip()]
+    except ValueError:
+        betas = []
+    if not betas or min(betas) <= 0 or len(set(betas)) != len(betas):
+        raise ConfigError(f"DPOSettings.betas = {spec!r}: give distinct positive numbers, "
+                          "comma-separated, e.g. '0.05,0.5'")
+    return sorted(betas)
+
+
+@dataclass(frozen=True)
+class DPOSettings(Section):
+    """DPO's β and the β sweep (paper §6.9.2)."""
+    beta: float = param(0.1, "DPO β: how strongly the policy is held to the reference.",
+                        min=0.0, min_exclusive=True, max=10.0, log=True)
+    betas: str = param("0.05,0.5", "β values to sweep, comma-separated.")
+    cpu_threads: int = param(0, "torch CPU threads; 0 = one when other processes already "
+                             "keep every core busy, else torch's default.", min=0, max=512)
+
+    def check(self) -> None:
+        parse_betas(self.betas)
+
+
+register_section("dpo", DPOSettings)
+
+
+def choose_threads(requested: int = 0) -> int:
+    """Set torch's CPU threads and return the number used.
+
+    ``0`` picks one thread when the 1-minute load average is at least the number of cores,
+    otherwise keeps torch's default. Measured on a shared 2-core machine under load ~8: a
+    LoRA step of SmolLM2 took 5 s with one thread and 47-75 s with two, because the second
+    thread's work waits for a core that other processes hold.
+    """
+
+    if requested == 0:
+        busy = os.getloadavg()[0] >= (os.cpu_count() or 1)
+        requested = 1 if busy else torch.get_num_threads()
+    torch.set_num_threads(requested)
+    return requested
+
+
+def dpo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor,
+             ref_chosen: torch.Tensor, ref_rejected: torch.Tensor, beta: float):
+    """The DPO (sigmoid) loss and the implicit rewards, from summed sequence log-probs ``(B,)``.
+
+    Returns ``(loss, chosen_rewards, rejected_rewards)``; an implicit reward is
+    ``β · (log π(y|x) - log π_ref(y|x))`` and their difference is the logged margin.
+    """
+    chosen_rewards = beta * (policy_chosen - ref_chosen)
+    rejected_rewards = beta * (policy_rejected - ref_rejected)
+    loss = -F.logsigmoid(chosen_rewards - rejected_rewards).mean()
+    return loss, chosen_rewards, rejected_rewards
+
+
+class LiveCurves(TrainerCallback):
+    """Live plot of named logged values, one panel each (e.g. loss and reward margin).
+
+    Works as a Trainer callback (collects ``keys`` from each log) and in a hand-written loop
+    (call :meth:`add`, then :meth:`finish`). Headless runs draw once, at the end.
+    """
+
+    def __init__(self, keys: dict[str, str], title: str = "training", every: int = 5):
+        self.keys, self.title, self.every = keys, title, every
+        self.points: dict[str, list[tuple[int, float]]] = {k: [] for k in keys}
+        self.handle, self._n, self.started = None, 0, time.perf_counter()
+
+    def add(self, step: int, values: dict[str, float], total: int | str = "?") -> None:
+        """Record the ``keys`` found in ``values``; every ``every`` calls print one line and
+        (interactively) redraw."""
+        for k in self.keys:
+            if k in values:
+                self.points[k].append((step, float(values[k])))
+        self._n += 1
+        if self._n % self.every == 0:
+            shown = " | ".join(f"{k} {values[k]:.3f}" for k in self.keys if k in values)
+            print(f"step {step}/{total} | {shown} | {time.perf_counter() - self.started:.0f} s",
+                  flush=True)
+            if not headless():
+                self.draw()
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and any(k in logs for k in self.keys):
+            self.add(state.global_step, logs, state.max_steps)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.finish()
+
+    def finish(self) -> None:
+        self.draw()
+
+    def figure(self):
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(1, len(self.keys), figsize=(4 * len(self.keys), 3),
+                                 squeeze=False)
+        for ax, (key, label) in zip(axes[0], self.keys.items()):
+            if self.points[key]:
+                ax.plot(*zip(*self.points[key]), "o-", ms=3)
+            ax.set(xlabel="step", title=label)
+        fig.suptitle(self.title)
+        fig.tight_layout()
+        return fig
+
+    def draw(self) -> None:
+        self.handle = show_in_place(self.figure(), self.handle)
+
+
+DPO_CURVES = {"loss": "DPO loss", "rewards/margins": "implicit-reward margin (chosen - rejected)",
+              "rewards/accuracies": "pairs ranked right"}
+
+
+def dpo_arguments(train: TrainConfig, beta: float, output_dir: str, seed: int = 42,
+                  max_length: int = 256, **overrides: Any):
+    """TRL ``DPOConfig`` from ftkit's TrainConfig; ``overrides`` win.
+
+    TRL defaults that do not suit a CPU are replaced: bf16 only where it runs (and
+    ``use_cpu`` without a GPU, else TRL refuses), no gradient checkpointing (LoRA on a 135M
+    model fits easily; recomputation would cost ~30 % more time), no checkpoints.
+    """
+    from trl import DPOConfig
+
+    args = dict(
+        output_dir=output_dir, seed=seed, beta=beta, learning_rate=train.lr,
+        max_steps=train.max_steps or -1, num_train_epochs=train.num_epochs,
+        per_device_train_batch_size=train.batch_size, per_device_eval_batch_size=train.batch_size,
+        gradient_accumulation_steps=train.grad_accum, warmup_steps=train.warmup_ratio,
+        lr_scheduler_type=train.lr_scheduler, max_grad_norm=train.max_grad_norm,
+        weight_decay=train.weight_decay, bf16=use_bf16(train.bf16),
+        use_cpu=not torch.cuda.is_available(), gradient_checkpointing=False,
+        logging_steps=1, save_strategy="no", eval_strategy="no", report_to=[],
+        max_length=max_length, disable_tqdm=headless(), dataloader_num_workers=0)
+    return DPOConfig(**{**args, **overrides})
+
+
+def make_dpo_trainer(model, tokenizer, train_ds, train: TrainConfig, beta: float,
+                     output_dir: str, seed: int = 42, title: str = "DPO",
+                     max_length: int = 256, **overrides: Any):
+    """A TRL DPOTrainer over a peft ``model`` (its reference: the adapter switched off)."""
+    from trl import DPOTrainer
+
+    require_peft(model, "make_dpo_trainer")
+    if len(train_ds) < train.batch_size:
+        raise ConfigError(f"TrainConfig.batch_size = {train.batch_size} is larger than the "
+                          f"preference set ({len(train_ds)} pairs)")
+    args = dpo_arguments(train, beta, output_dir, seed, max_length, **overrides)
+    curves = LiveCurves(DPO_CURVES, title, every=1)
+    trainer = DPOTrainer(model=model, args=args, train_dataset=train_ds,
+                         processing_class=tokenizer, callbacks=[curves])
+    return compact_logs(trainer)  # LiveCurves prints one compact line per step
+
+
+def train_dpo(model_name: str, adapter: AdapterConfig, train: TrainConfig, beta: float,
+              train_ds, output_dir: str, seed: int = 42, max_length: int = 256):
+    """Fresh model + LoRA → DPOTrainer → train; returns ``(model, cost row, log history)``."""
+    env.seed_everything(seed)
+    model, tokenizer = models.load(model_name)
+    model = apply_method(model, adapter)
+    trainer = make_dpo_trainer(model, tokenizer, train_ds, train, beta, output_dir, seed,
+                               title=f"DPO β={beta:g}", max_length=max_length)
+    with env.MemoryTracker() as mem:
+        result = trainer.train()
+
+    logs = [h for h in trainer.state.log_history if "rewards/margins" in h]
+    last = logs[-1] if logs else {}
+    row = {"train_seconds": result.metrics["train_runtime"], "peak_memory_mb": mem.delta_mb,
+           "final_loss": last.get("loss", float("nan")),
+           "final_margin": last.get("rewards/margins", float("nan")),
+           "final_pair_accuracy": last.get("rewards/accuracies", float("nan"))}
+    model = unwrap(trainer).eval()
+    model.config.use_cache = True
+    return model, row, logs
+
+
+def reply_batch(tokenizer, prompts: list[str], replies: list[str]) -> tuple[dict, torch.Tensor]:
+    """Chat-formatted prompt + reply token ids, right-padded, and the reply-token mask ``(B, T)``.
+
+    The reply ends with the end-of-turn token, as a generated reply does.
+    """
+    ids, masks = [], []
+    for p, r in zip(prompts, replies):
+        prompt = tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
+                                               add_generation_prompt=True)
+        p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        r_ids = tokenizer(r, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        ids.append(p_ids + r_ids)
+        masks.append([0] * len(p_ids) + [1] * len(r_ids))
+    width = max(map(len, ids))
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    input_ids = torch.tensor([x + [pad] * (width - len(x)) for x in ids])
+    attention = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in ids])
+    reply_mask = torch.tensor([m + [0] * (width - len(m)) for m in masks])
+    return {"input_ids": input_ids, "attention_mask": attention}, reply_mask
+
+
+@torch.inference_mode()
+def token_kl(model, tokenizer, prompts: list[str], replies: list[str],
+             batch_size: int = 16) -> list[float]:
+    """KL(π ‖ π_ref) summed over the tokens of each reply, per prompt (nats).
+
+    At every reply position the full next-token distributions of the policy and of the
+    reference (the same peft model with its adapter disabled) are compared exactly; evaluated
+    on the policy's own (greedy) replies, this is the divergence along the path it takes.
+    """
+    out: list[float] = []
+    for i in range(0, len(prompts), batch_size):
+        batch, mask = reply_batch(tokenizer, prompts[i:i + batch_size], replies[i:i + batch_size])
+        batch, mask = {k: v.to(model.device) for k, v in batch.items()}, mask.to(model.device)
+        logp = F.log_softmax(model(**batch).logits[:, :-1].float(), -1)  # (B, T-1, V)
+        with model.disable_adapter():
+            logq = F.log_softmax(model(**batch).logits[:, :-1].float(), -1)
+        kl = (logp.exp() * (logp - logq)).sum(-1)  # (B, T-1): KL at each next-token choice
+        out += (kl * mask[:, 1:]).sum(-1).tolist()
+    return out
+
+
+def judge_policy(model, tokenizer, rows: list[dict], max_new_tokens: int = 16,
+                 batch_size: int = 16, progress=None) -> tuple[list[str], list[dict]]:
+    """Greedy replies of ``model`` to the rows' prompts and the judge's verdict on each."""
+    model.eval()
+    replies = chat_batch(model, tokenizer, [r["prompt"] for r in rows], max_new_tokens,
+                         batch_size, progress)
+    return replies, judge_rows(replies, rows)
+
+
+def policy_row(judged: list[dict], ref_judged: list[dict] | None, kl: list[float]) -> dict:
+    """Win rate against the reference, judge summary and mean KL, for a results table.
+
+    ``ref_judged=None`` means the row *is* the reference: its win rate is not a measurement
+    (NaN, not the 0.5 of a policy tied with itself).
+    """
+
+    rate = float("nan") if ref_judged is None else win_rate(
+        [j["score"] for j in judged], [j["score"] for j in ref_judged])
+    return {"win_rate": rate, **summary(judged), "kl_to_ref": statistics.mean(kl) if kl else 0.0}
+
+
+def plot_sweep(table, reference_words: float):
+    """Win rate, KL to the reference and reply length against β (one panel each)."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
+    panels = {"win_rate": "win rate vs reference", "kl_to_ref": "KL to reference (nats/reply)",
+              "mean_words": "words per reply"}
+    for ax, (col, title) in zip(axes, panels.items()):
+        ax.plot(table.index, table[col], "o-")
+        ax.set(xscale="log", xlabel="β", title=title)
+    axes[0].axhline(0.5, color="gray", ls="--", label="no better than reference")
+    axes[2].axhline(reference_words, color="gray", ls="--", label="reference")
+    for ax in (axes[0], axes[2]):
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

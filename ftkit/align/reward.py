@@ -1,0 +1,178 @@
+"""A reward model learned from preference pairs: the first half of RLHF (paper §6.8, §6.9.4).
+
+The reward model reads a prompt and a reply and returns one number. It is trained with the
+Bradley-Terry pairwise loss, ``-log σ(r(x, y_w) - r(x, y_l))``: the chosen reply should score
+higher than the rejected one, and ``σ(r_a - r_b)`` is then the model's probability that reply
+``a`` is preferred. Here it is a sentence encoder (all-MiniLM-L6-v2, 22 M parameters; fast on
+a CPU) with mean pooling and one linear output, fully fine-tuned in a short loop.
+:func:`pairwise_eval` measures held-out accuracy and :func:`reliability` whether the
+probabilities are calibrated (a reliability diagram and the expected calibration error).
+
+Used in notebooks/09_rlhf_reward_and_ppo.ipynb.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ftkit.core.config import Section, param, register_section
+from ftkit.models import load
+
+
+@dataclass(frozen=True)
+class RewardConfig(Section):
+    """The reward model and its training (paper §6.8)."""
+    reward_model: str = param("minilm-l6", "Encoder the reward model is built on (a registry "
+                              "name such as minilm-l6 or tiny-bert).")
+    rm_epochs: int = param(3, "Passes over the training pairs.", min=1, max=100)
+    rm_lr: float = param(5e-5, "Reward-model learning rate.", min=0.0, min_exclusive=True,
+                         max=1.0, log=True)
+    rm_batch_size: int = param(16, "Pairs per reward-model step.", min=1, max=1024)
+    rm_max_length: int = param(96, "Longest prompt + reply, in encoder tokens.", min=8,
+                               max=512)
+
+
+register_section("reward", RewardConfig)
+
+
+class RewardModel(nn.Module):
+    """Encoder → mean of the token states (padding excluded) → one linear score per text."""
+    def __init__(self, encoder: nn.Module):
+        super().__init__()
+        self.encoder = encoder
+        self.head = nn.Linear(encoder.config.hidden_size, 1)
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None) -> torch.Tensor:
+        states = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
+                              token_type_ids=token_type_ids).last_hidden_state  # (B, T, H)
+        mask = attention_mask.unsqueeze(-1).to(states.dtype)
+        pooled = (states * mask).sum(1) / mask.sum(1).clamp(min=1)  # (B, H)
+        return self.head(pooled).squeeze(-1)  # (B,)
+
+
+def load_reward_model(name: str, seed: int = 0) -> tuple[RewardModel, object]:
+    """A fresh :class:`RewardModel` over encoder ``name`` and its tokenizer."""
+    torch.manual_seed(seed)
+    encoder, tokenizer = load(name)
+    model = RewardModel(encoder)
+    return (model.cuda() if torch.cuda.is_available() else model), tokenizer
+
+
+def _device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def pairwise_loss(chosen: torch.Tensor, rejected: torch.Tensor) -> torch.Tensor:
+    """Bradley-Terry loss ``mean(-log σ(r_w - r_l))`` over pairs of rewards ``(B,)``."""
+    return -F.logsigmoid(chosen - rejected).mean()
+
+
+def encode(tokenizer, prompts: list[str], replies: list[str], max_length: int) -> dict:
+    """Prompt and reply as a sentence pair, padded: what the reward model reads."""
+    return dict(tokenizer(prompts, replies, truncation=True, max_length=max_length,
+                          padding=True, return_tensors="pt"))
+
+
+def score(model: RewardModel, tokenizer, prompts: list[str], replies: list[str],
+          max_length: int = 96, batch_size: int = 32) -> torch.Tensor:
+    """Rewards ``(N,)`` of replies to prompts, without gradients."""
+    model.eval()
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(prompts), batch_size):
+            enc = encode(tokenizer, prompts[i:i + batch_size], replies[i:i + batch_size],
+                         max_length)
+            out.append(model(**{k: v.to(_device(model)) for k, v in enc.items()}))
+    return torch.cat(out).float().cpu()
+
+
+def train_reward_model(model: RewardModel, tokenizer, rows: list[dict], cfg: RewardConfig,
+                       seed: int = 0, progress=None, curves=None) -> list[float]:
+    """Fit the reward model to preference rows; returns the loss of every step.
+
+    Each step scores the chosen and the rejected replies of ``rm_batch_size`` pairs in one
+    forward pass and takes the pairwise loss. ``curves`` (a LiveCurves) plots ``rm_loss``.
+    """
+    rng, losses = random.Random(seed), []
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.rm_lr)
+    steps = [(e, i) for e in range(cfg.rm_epochs) for i in range(0, len(rows), cfg.rm_batch_size)]
+    order = list(rows)
+    model.train()
+    for epoch, i in (progress(steps, desc="reward model") if progress else steps):
+        if i == 0:
+            rng.shuffle(order)
+        batch = order[i:i + cfg.rm_batch_size]
+        prompts = [r["prompt"] for r in batch] * 2
+        replies = [r["chosen"] for r in batch] + [r["rejected"] for r in batch]
+        enc = encode(tokenizer, prompts, replies, cfg.rm_max_length)
+        rewards = model(**{k: v.to(_device(model)) for k, v in enc.items()})
+        loss = pairwise_loss(rewards[:len(batch)], rewards[len(batch):])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+        if curves is not None:
+            curves.add(len(losses), {"rm_loss": loss.item()})
+    model.eval()
+    return losses
+
+
+def pairwise_eval(model: RewardModel, tokenizer, rows: list[dict], max_length: int = 96,
+                  seed: int = 0) -> dict:
+    """Held-out pairwise accuracy and, per pair shown in a random order, ``P(first preferred)``.
+
+    Returns ``{"accuracy", "ranked_right", "probs", "labels"}``: ``ranked_right[i]`` says
+    whether pair ``i`` was ranked right; ``labels[i]`` is 1 when the first reply of pair ``i``
+    is the chosen one, so the probabilities can be checked for calibration.
+    """
+    prompts = [r["prompt"] for r in rows]
+    chosen = score(model, tokenizer, prompts, [r["chosen"] for r in rows], max_length)
+    rejected = score(model, tokenizer, prompts, [r["rejected"] for r in rows], max_length)
+    flip = torch.tensor([random.Random(seed + i).random() < 0.5 for i in range(len(rows))])
+    first, second = torch.where(flip, rejected, chosen), torch.where(flip, chosen, rejected)
+    return {"accuracy": (chosen > rejected).float().mean().item(),
+            "ranked_right": (chosen > rejected).tolist(),
+            "probs": torch.sigmoid(first - second).tolist(),
+            "labels": (~flip).int().tolist()}
+
+
+def reliability(probs: list[float], labels: list[int], bins: int = 5):
+    """Reliability table (mean predicted probability vs observed frequency per bin) and ECE.
+
+    Returns ``(table, ece)``; ECE is the count-weighted mean gap between the two columns.
+    """
+    import pandas as pd
+
+    frame = pd.DataFrame({"p": probs, "y": labels})
+    frame["bin"] = pd.cut(frame.p, [i / bins for i in range(bins + 1)], include_lowest=True)
+    table = frame.groupby("bin", observed=True).agg(predicted=("p", "mean"),
+                                                    observed=("y", "mean"), pairs=("y", "size"))
+    ece = float((table.pairs * (table.predicted - table.observed).abs()).sum() / len(frame))
+    table.index = table.index.astype(str)
+    return table, ece
+
+
+def plot_calibration(table, ece: float):
+    """Reliability diagram: observed frequency against predicted probability, per bin."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.2, 4))
+    ax.plot([0, 1], [0, 1], "--", color="gray", label="perfect calibration")
+    ax.plot(table.predicted, table.observed, "o-", label="reward model")
+    for _, row in table.iterrows():
+        ax.annotate(f"{int(row.pairs)}", (row.predicted, row.observed), fontsize=8,
+                    textcoords="offset points", xytext=(4, -10))
+    ax.set(xlabel="predicted P(first reply preferred)", ylabel="observed frequency",
+           title=f"reward-model calibration (ECE {ece:.3f})", xlim=(0, 1), ylim=(0, 1))
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def scorer(model: RewardModel, tokenizer, max_length: int = 96):
+    """``reward_fn(prompts, replies) -> (N,)`` for the PPO loop and for evaluation."""
+    return lambda prompts, replies: score(model, tokenizer, prompts, replies, max_length)

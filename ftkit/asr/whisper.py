@@ -1,0 +1,395 @@
+"""Speech recognition: Whisper fine-tuning and WER/CER (paper §11.4).
+
+The model steps of §11.4.3 as small functions (the data steps — manifest, synthesis, bad
+audio, augmentation — are in :mod:`ftkit.asr.audio`):
+
+* **fine-tuning** — the encoder stays frozen, so its output is computed once per clip
+  (:func:`encode`) and only the decoder trains, fully or through LoRA (:func:`apply_method`),
+  in a transformers ``Trainer`` with gradient clipping, an LR schedule and early stopping on
+  validation WER (:class:`WERStopping`, :func:`train_decoder`);
+* **evaluation** — :func:`wer` / :func:`cer` (jiwer, on Whisper's English text normaliser),
+  :func:`error_words` for the most frequent misrecognised words.
+
+Used in notebooks/00_setup_and_environment.ipynb (pack check) and notebooks/16_whisper_asr.ipynb.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+from transformers import TrainerCallback
+
+from ftkit.asr.audio import SAMPLE_RATE, check_transcript
+from ftkit.core.config import ConfigError, Section, param, register_section
+from ftkit.core.env import MemoryTracker, bf16_autocast
+from ftkit.train.adapters import trainable_summary
+from ftkit.train.callbacks import compact_logs, live_plot
+from ftkit.train.finetune import parse_list
+from ftkit.train.sft import training_arguments
+
+
+@dataclass(frozen=True)
+class ASRConfig(Section):
+    """The jargon data set, its augmentation and the decoder fine-tuning of notebook 16."""
+    manifest_path: str = param("../data/asr_jargon/manifest.jsonl",
+                               "Text manifest of the spoken data set (one clip per row).")
+    n_train_domain: int = param(48, "Medical training sentences.", min=1, max=10_000)
+    n_train_everyday: int = param(24, "Everyday training sentences (keep general speech).",
+                                  min=0, max=10_000)
+    renderings: int = param(2, "Voices per training sentence (the manifest holds two).",
+                            min=1, max=2)
+    n_val: int = param(12, "Validation clips for early stopping (3/4 medical).", min=2,
+                       max=1000)
+    n_test_domain: int = param(30, "Held-out medical test clips (new sentence frames).", min=1,
+                               max=1000)
+    n_test_everyday: int = param(30, "Held-out everyday test clips.", min=1, max=1000)
+    augment_share: float = param(0.5, "Share of training clips that are augmented.", min=0.0,
+                                 max=1.0, step=0.05)
+    snr_choices: str = param("5,10,20", "Noise SNRs in dB drawn for noisy clips.")
+    speed_delta: float = param(0.1, "Speed factors are drawn from 1 ± this.", min=0.0, max=0.5,
+                               step=0.05)
+    pitch_semitones: float = param(2.0, "Pitch shifts are drawn from ± this many semitones.",
+                                   min=0.0, max=12.0, step=0.5)
+    asr_methods: str = param("full,lora", "Decoder fine-tuning methods to compare: full, lora.")
+    lora_lr: float = param(1e-3, "Learning rate of the LoRA run (TrainConfig.lr is full's).",
+                           min=0.0, min_exclusive=True, max=1.0, log=True)
+    patience: int = param(2, "Stop after this many evaluations without a better val WER.",
+                          min=1, max=100)
+    encode_batch_size: int = param(8, "Clips per encoder forward pass.", min=1, max=256)
+
+    def check(self) -> None:
+        parse_snrs(self.snr_choices)
+        parse_methods(self.asr_methods)
+
+
+register_section("asr", ASRConfig)
+
+METHODS = ("full", "lora")
+
+
+def parse_methods(spec: str) -> list[str]:
+    """``"full,lora"`` → ``["full", "lora"]``: distinct methods of :data:`METHODS`."""
+    items = parse_list(spec, list(METHODS), "ASRConfig.asr_methods")
+    if len(set(items)) != len(items):
+        raise ConfigError(f"ASRConfig.asr_methods = {spec!r}: name each method once")
+    return items
+
+
+def parse_snrs(spec: str) -> list[float]:
+    """``"5,10,20"`` → ``[5.0, 10.0, 20.0]`` (decibels, -10 to 60)."""
+    try:
+        values = [float(s) for s in spec.split(",") if s.strip()]
+    except ValueError:
+        values = []
+    if not values or not all(-10 <= v <= 60 for v in values):
+        raise ConfigError(f"ASRConfig.snr_choices = {spec!r}: give SNRs in dB between -10 and "
+                          "60, comma-separated, e.g. '5,10,20'")
+    return values
+
+
+# ---------------------------------------------------------------- text: normalise, WER, CER
+
+@functools.lru_cache(maxsize=1)
+def _english_normaliser():
+    from transformers.models.whisper.english_normalizer import EnglishTextNormalizer
+
+    # the spelling map (British -> American) ships with hub checkpoints only; the offline
+    # pack has none, and an empty map just leaves spellings as they are
+    return EnglishTextNormalizer({})
+
+
+def normalise(text: str) -> str:
+    """Whisper's English normaliser: lower case, no punctuation, numbers as digits,
+    contractions and titles expanded ("Mr." → "mister"), spaces collapsed."""
+    return _english_normaliser()(text).strip()
+
+
+def _normalised_pairs(references: list[str], hypotheses: list[str]) -> tuple[list, list]:
+    if len(references) != len(hypotheses) or not references:
+        raise ValueError(f"{len(references)} references and {len(hypotheses)} hypotheses: "
+                         "need the same, non-zero number")
+    refs = [normalise(r) for r in references]
+    empty = [i for i, r in enumerate(refs) if not r]
+    if empty:
+        raise ValueError(f"references {empty[:5]} are empty after normalisation; WER needs words")
+    return refs, [normalise(h) for h in hypotheses]
+
+
+def wer(references: list[str], hypotheses: list[str]) -> float:
+    """Corpus word error rate, (substitutions + deletions + insertions) / reference words,
+    on normalised text (jiwer)."""
+    import jiwer
+
+    return float(jiwer.wer(*_normalised_pairs(references, hypotheses)))
+
+
+def cer(references: list[str], hypotheses: list[str]) -> float:
+    """Corpus character error rate on normalised text (jiwer)."""
+    import jiwer
+
+    return float(jiwer.cer(*_normalised_pairs(references, hypotheses)))
+
+
+def error_words(references: list[str], hypotheses: list[str]) -> Counter:
+    """How often each reference word was misrecognised (substituted or deleted)."""
+    import jiwer
+
+    out = jiwer.process_words(*_normalised_pairs(references, hypotheses))
+    counts: Counter = Counter()
+    for ref_words, chunks in zip(out.references, out.alignments):
+        for chunk in chunks:
+            if chunk.type in ("substitute", "delete"):
+                counts.update(ref_words[chunk.ref_start_idx:chunk.ref_end_idx])
+    return counts
+
+
+def error_word_table(references: list[str], before: list[str], after: list[str],
+                     top: int = 10):
+    """DataFrame of the ``top`` most misrecognised words before fine-tuning, with after."""
+    import pandas as pd
+
+    old, new = error_words(references, before), error_words(references, after)
+    rows = [{"word": w, "errors_before": n, "errors_after": new.get(w, 0)}
+            for w, n in old.most_common(top)]
+    return pd.DataFrame(rows, columns=["word", "errors_before", "errors_after"])
+
+
+# ---------------------------------------------------------------- encoder cache, decoding
+
+@torch.inference_mode()
+def encode(model, processor, clips: list[np.ndarray], batch_size: int = 8,
+           progress: Callable | None = None) -> torch.Tensor:
+    """Frozen-encoder output of every clip, (N, 1500, d_model) in bf16 to halve its memory.
+
+    Whisper pads every clip to 30 s, so the encoder costs the same for a 3 s clip as for a
+    30 s one (≈37 GFLOP for tiny); with the encoder frozen it runs once per clip instead of
+    once per clip per epoch. Runs under bf16 autocast where it pays (ftkit.core.env.bf16_fast).
+    """
+    batches = range(0, len(clips), batch_size)
+    out = []
+    for start in (progress or (lambda x, **k: x))(batches, desc="encoding"):
+        feats = processor(clips[start:start + batch_size], sampling_rate=SAMPLE_RATE,
+                          return_tensors="pt").input_features.to(model.device)
+        with bf16_autocast(device=model.device.type):
+            hidden = model.get_encoder()(feats.to(model.dtype)).last_hidden_state
+        out.append(hidden.to(torch.bfloat16).cpu())
+    return torch.cat(out)
+
+
+@torch.inference_mode()
+def decode(model, processor, states: torch.Tensor, batch_size: int = 16,
+           max_new_tokens: int = 48) -> list[str]:
+    """Greedy transcripts from cached encoder states (N, 1500, d_model)."""
+    from transformers.modeling_outputs import BaseModelOutput
+
+    was_training = model.training
+    model.eval()
+    texts = []
+    for start in range(0, len(states), batch_size):
+        hidden = states[start:start + batch_size].to(model.device, model.dtype)
+        ids = model.generate(encoder_outputs=BaseModelOutput(last_hidden_state=hidden),
+                             max_new_tokens=max_new_tokens)
+        texts += [t.strip() for t in processor.batch_decode(ids, skip_special_tokens=True)]
+    model.train(was_training)
+    return texts
+
+
+@torch.inference_mode()
+def transcribe(model, processor, audio: list[np.ndarray] | np.ndarray,
+               max_new_tokens: int = 96) -> list[str]:
+    """Greedy transcripts of 16 kHz mono clips (float arrays in [-1, 1])."""
+    clips = [audio] if isinstance(audio, np.ndarray) else list(audio)
+    feats = processor(clips, sampling_rate=SAMPLE_RATE, return_tensors="pt").input_features
+    ids = model.generate(feats.to(model.device, model.dtype), max_new_tokens=max_new_tokens)
+    return [t.strip() for t in processor.batch_decode(ids, skip_special_tokens=True)]
+
+
+def score(model, processor, states: torch.Tensor, references: list[str],
+          max_new_tokens: int = 48) -> tuple[list[str], dict]:
+    """Transcripts of cached states and their WER / CER against ``references``."""
+    hyps = decode(model, processor, states, max_new_tokens=max_new_tokens)
+    return hyps, {"wer": wer(references, hyps), "cer": cer(references, hyps)}
+
+
+def score_splits(model, processor, states: dict, splits: dict, names: tuple[str, ...],
+                 label: str, max_new_tokens: int = 48) -> tuple[dict, list[dict]]:
+    """Transcribe and score each named split; domain splits are also scored per ``context``
+    (sentence frame known from training, or new). Returns transcripts and result rows."""
+    hyps, results = {}, []
+    for name in names:
+        refs = [r["text"] for r in splits[name]]
+        hyps[name], scores = score(model, processor, states[name], refs, max_new_tokens)
+        results.append({"model": label, "test": name, **scores})
+        groups = sorted({r.get("context") for r in splits[name]} - {None, "everyday"})
+        for group in groups if len(groups) > 1 else []:
+            keep = [i for i, r in enumerate(splits[name]) if r.get("context") == group]
+            sub_refs, sub_hyps = [refs[i] for i in keep], [hyps[name][i] for i in keep]
+            results.append({"model": label, "test": f"{name}_{group}_context",
+                            "wer": wer(sub_refs, sub_hyps), "cer": cer(sub_refs, sub_hyps)})
+    return hyps, results
+
+
+# ---------------------------------------------------------------- decoder fine-tuning
+
+def label_ids(processor, texts: list[str]) -> list[list[int]]:
+    """Decoder targets: ``<|notimestamps|>`` + text + ``<|endoftext|>``.
+
+    A leading space matches how Whisper writes its first word (" The", not "The"); the
+    ``<|startoftranscript|>`` token is left out because the model prepends it when it shifts
+    the labels right into decoder inputs.
+    """
+    tok = processor.tokenizer
+    start = tok.convert_tokens_to_ids("<|startoftranscript|>")
+    out = []
+    for text in texts:
+        ids = tok(" " + check_transcript(tok, text.strip())).input_ids
+        out.append(ids[1:] if ids and ids[0] == start else ids)
+    return out
+
+
+class CachedStatesDataset(torch.utils.data.Dataset):
+    """Rows of ``{"encoder_hidden_states": (1500, d), "labels": [ids]}`` for the Trainer."""
+    def __init__(self, states: torch.Tensor, labels: list[list[int]]):
+        if len(states) != len(labels) or not labels:
+            raise ValueError(f"{len(states)} encoder states and {len(labels)} label rows: need "
+                             "the same, non-zero number")
+        self.states, self.labels = states, labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> dict:
+        return {"encoder_hidden_states": self.states[i], "labels": self.labels[i]}
+
+
+def collate(rows: list[dict]) -> dict:
+    """Stack states (as fp32) and pad labels with -100 (ignored by the loss)."""
+    width = max(len(r["labels"]) for r in rows)
+    labels = torch.full((len(rows), width), -100, dtype=torch.long)
+    for i, r in enumerate(rows):
+        labels[i, :len(r["labels"])] = torch.tensor(r["labels"])
+    states = torch.stack([r["encoder_hidden_states"] for r in rows]).float()
+    return {"encoder_hidden_states": states, "labels": labels}
+
+
+class CachedEncoderWhisper(torch.nn.Module):
+    """Whisper whose forward takes precomputed encoder states instead of audio features."""
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, encoder_hidden_states, labels=None):
+        return self.model(encoder_outputs=(encoder_hidden_states,), labels=labels)
+
+
+def apply_method(model, method: str, lora_r: int = 8, lora_alpha: float = 16.0,
+                 lora_dropout: float = 0.05):
+    """Freeze the encoder; train all decoder weights (``full``) or LoRA adapters on the
+    decoder's attention and MLP projections (``lora``, paper §6.3.2)."""
+    parse_methods(method)
+    model.requires_grad_(False)
+    if method == "full":
+        model.get_decoder().requires_grad_(True)
+        return model
+    from peft import LoraConfig, get_peft_model
+
+    # the cross-attention keys/values act on all 1500 encoder positions: adapting them would
+    # cost more than the rest of the decoder together, so they stay frozen
+    targets = (r".*decoder\.layers\.\d+\.(self_attn\.(q_proj|k_proj|v_proj|out_proj)"
+               r"|encoder_attn\.(q_proj|out_proj)|fc1|fc2)")
+    return get_peft_model(model, LoraConfig(r=lora_r, lora_alpha=lora_alpha,
+                                            lora_dropout=lora_dropout, target_modules=targets))
+
+
+class WERStopping(TrainerCallback):
+    """At each evaluation: validation WER (added to the metrics as ``eval_wer``), keep the
+    trainable weights of the best WER so far, and stop after ``patience`` evaluations without
+    improvement. At the end of training the best weights are put back.
+    """
+
+    def __init__(self, model, processor, states, references, patience: int = 2,
+                 max_new_tokens: int = 48):
+        self.model, self.processor = model, processor
+        self.states, self.references = states, references
+        self.patience, self.max_new_tokens = patience, max_new_tokens
+        self.best, self.best_step, self.bad_evals = float("inf"), 0, 0
+        self._best_weights: dict[str, torch.Tensor] = {}
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        hyps = decode(self.model, self.processor, self.states, max_new_tokens=self.max_new_tokens)
+        value = wer(self.references, hyps)
+        if metrics is not None:
+            metrics["eval_wer"] = value
+        if value < self.best:
+            self.best, self.best_step, self.bad_evals = value, state.global_step, 0
+            self._best_weights = {n: p.detach().clone() for n, p in
+                                  self.model.named_parameters() if p.requires_grad}
+        else:
+            self.bad_evals += 1
+            if self.bad_evals >= self.patience:  # never un-stop what another callback stopped
+                control.should_training_stop = True
+
+    def on_train_end(self, args, state, control, **kwargs):
+        params = dict(self.model.named_parameters())
+        with torch.no_grad():
+            for name, value in self._best_weights.items():
+                params[name].copy_(value)
+
+
+def train_decoder(model, processor, train_ds, val_states, val_texts, train_cfg, method: str,
+                  output_dir: str, seed: int = 42, lr: float | None = None, patience: int = 2,
+                  max_new_tokens: int = 48, callbacks: list | None = None):
+    """Fine-tune the decoder on cached encoder states; returns ``(model, cost row)``.
+
+    ``model`` must come from :func:`apply_method`. Training uses ftkit's TrainingArguments
+    (:func:`ftkit.train.sft.training_arguments`: gradient clipping at ``max_grad_norm``, warm-up
+    then ``lr_scheduler``, bf16 autocast) and a plain transformers ``Trainer``: the model's
+    input is encoder states, not token ids, so the causal-LM factory does not fit. Validation
+    WER drives early stopping (:class:`WERStopping`); a LoRA model comes back merged.
+    """
+
+    from transformers import Trainer
+
+    if len(train_ds) < train_cfg.batch_size:
+        raise ConfigError(f"TrainConfig.batch_size = {train_cfg.batch_size} is larger than the "
+                          f"training set ({len(train_ds)} clips)")
+    train_cfg = dataclasses.replace(train_cfg, lr=lr or train_cfg.lr)
+    val_ds = CachedStatesDataset(val_states, label_ids(processor, val_texts))
+    stopper = WERStopping(model, processor, val_states, val_texts, patience, max_new_tokens)
+    args = training_arguments(train_cfg, output_dir, seed, remove_unused_columns=False,
+                              label_names=["labels"], logging_steps=1)
+    trainer = Trainer(model=CachedEncoderWhisper(model), args=args, train_dataset=train_ds,
+                      eval_dataset=val_ds, data_collator=collate,
+                      callbacks=[stopper, live_plot(f"Whisper decoder: {method}",
+                                                    metric="eval_wer"), *(callbacks or [])])
+    compact_logs(trainer)
+    trainer.evaluate()  # WER before the first step: the baseline early stopping must beat
+    t0 = time.perf_counter()
+    with MemoryTracker() as mem:  # the training alone, not the baseline decoding
+        result = trainer.train()
+    row = {"method": method, "trainable_params": trainable_summary(model)["trainable"],
+           "train_seconds": time.perf_counter() - t0, "steps": result.global_step,
+           "best_step": stopper.best_step, "best_val_wer": stopper.best,
+           "train_loss": result.training_loss, "peak_memory_mb": mem.delta_mb}
+    if hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    return model.eval(), row
+
+
+def show_examples(rows: list[dict], clips: list[np.ndarray], before: list[str],
+                  after: list[str], n: int = 3) -> None:
+    """Audio players with reference, before and after transcripts for ``n`` clips, worst
+    (most improved) first."""
+    from IPython.display import HTML, Audio, display
+
+    gain = [wer([r["text"]], [b]) - wer([r["text"]], [a]) for r, b, a in zip(rows, before, after)]
+    for i in sorted(range(len(rows)), key=lambda k: -gain[k])[:n]:
+        display(HTML(f"<b>reference:</b> {rows[i]['text']}<br><b>before:</b> {before[i]}<br>"
+                     f"<b>after:</b> {after[i]} <i>({rows[i]['voice']}, "
+                     f"{rows[i]['speed']} wpm)</i>"), Audio(clips[i], rate=SAMPLE_RATE))

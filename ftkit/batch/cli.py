@@ -1,0 +1,184 @@
+"""The ``ftkit`` command: run notebooks in batch, rebuild reports, list profiles.
+
+Each subcommand is one entry of :data:`COMMANDS`: a help line, a function that adds its
+arguments to an argparse parser, and a handler that receives the parsed arguments and returns
+the exit status. Adding a subcommand means writing those two functions and one entry.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import textwrap
+from pathlib import Path
+from typing import Callable, NamedTuple
+
+from ftkit.batch.report import load_run, write_report
+from ftkit.batch.runner import run_batch
+from ftkit.core.profiles import list_profiles, load_profile, profiles_dir
+
+DEFAULT_PROFILE = "workshop"
+
+
+class Command(NamedTuple):
+    """One subcommand of ``ftkit``."""
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    handler: Callable[[argparse.Namespace], int]
+
+
+# ----------------------------------------------------------------- ftkit run
+
+
+def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``ftkit run``."""
+    parser.add_argument("--profile", default=None,
+                        help=f"parameter profile: smoke, workshop or gpu (default "
+                             f"{DEFAULT_PROFILE}; when resuming a --run-id, that run's)")
+    parser.add_argument("--only", metavar="PATTERN",
+                        help="run only notebooks whose stem matches: a glob (03*) or a "
+                             "substring (setup)")
+    parser.add_argument("--resume", action="store_true",
+                        help="rerun only the notebooks that did not pass in the latest run of "
+                             "the profile (or in --run-id)")
+    parser.add_argument("--run-id", metavar="ID", help="name of the run directory")
+    parser.add_argument("--notebooks-dir", type=Path, default=Path("notebooks"),
+                        help="folder of the notebooks (default: notebooks)")
+    parser.add_argument("--runs-dir", type=Path, default=Path("papermill_runs"),
+                        help="folder for run directories (default: papermill_runs)")
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Run the batch; exit status 1 if any notebook did not pass."""
+    profile = args.profile or _resumed_profile(args) or DEFAULT_PROFILE
+    result = run_batch(profile, only=args.only, resume=args.resume, run_id=args.run_id,
+                       notebooks_dir=args.notebooks_dir, runs_dir=args.runs_dir)
+    passed = sum(r.status == "passed" for r in result.results)
+    print(f"{passed}/{len(result.results)} notebooks passed")
+    print(f"HTML report: {result.report_html.resolve()}")
+    print(f"Report: {result.report.resolve()}")
+    return 0 if result.ok else 1
+
+
+def _resumed_profile(args: argparse.Namespace) -> str | None:
+    """The profile of the run named by ``--resume --run-id``, so it need not be repeated."""
+    if not (args.resume and args.run_id):
+        return None
+    try:
+        return load_run(args.runs_dir / args.run_id).get("profile")
+    except ValueError:
+        return None  # run_batch explains the missing run
+
+
+# -------------------------------------------------------------- ftkit report
+
+
+def _add_report_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``ftkit report``."""
+    parser.add_argument("run_dir", type=Path, metavar="RUN_DIR",
+                        help="a run directory, e.g. papermill_runs/smoke-20250101-120000")
+
+
+def _report(args: argparse.Namespace) -> int:
+    """Rebuild report.md and report.html from run.json and the metrics files."""
+    md, html_path = write_report(args.run_dir)
+    print(f"HTML report: {html_path.resolve()}")
+    print(f"Report: {md.resolve()}")
+    return 0
+
+
+# ------------------------------------------------------------ ftkit profiles
+
+
+def _add_no_arguments(parser: argparse.ArgumentParser) -> None:
+    """For subcommands without options."""
+
+
+def _profiles(args: argparse.Namespace) -> int:
+    """Print each profile with its limits and description."""
+    names = list_profiles()
+    if not names:
+        print(f"no profiles in {profiles_dir()}")
+        return 1
+    for name in names:
+        prof = load_profile(name)
+        print(f"{name}  ({prof.timeout_s:g} s per notebook, {prof.cell_timeout_s:g} s per cell)")
+        print(textwrap.fill(prof.description, width=88, initial_indent="    ",
+                            subsequent_indent="    "))
+    return 0
+
+
+# ---------------------------------------------------------------- ftkit packs
+
+
+def _add_packs_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("action", choices=["status", "fetch", "verify"],
+                        help="status: show the cache; fetch: download, verify and convert; "
+                             "verify: fetch, then run each pack's behaviour check")
+    parser.add_argument("names", nargs="*", help="pack names (default: all)")
+
+
+def _packs(args: argparse.Namespace) -> int:
+    """Show, build or check the offline model packs."""
+    from ftkit.batch import packcheck
+    from ftkit.models import packs
+
+    names = args.names or list(packs.PACKS)
+    if args.action == "fetch":
+        for name in names:
+            print(f"{name}: {packs.ensure(name)}")
+    if args.action == "verify":
+        rows = packcheck.run_checks(names)
+        for row in rows:
+            print(f"{'ok  ' if row['ok'] else 'FAIL'} {row['pack']}: {row['detail']}")
+        return 0 if all(r["ok"] for r in rows) else 1
+    print(f"cache: {packs.cache_root()}")
+    for row in packs.status_rows():
+        if row["pack"] in names:
+            print(f"  {row['pack']:<24} {row['state']:<10} {row['size_mb']:>7.1f} MB  "
+                  f"{row['description']}")
+    return 0
+
+
+# ---------------------------------------------------------------- registry
+
+COMMANDS: dict[str, Command] = {
+    "run": Command("run the notebooks with papermill and write a report", _add_run_arguments,
+                   _run),
+    "report": Command("rebuild the report of a run directory", _add_report_arguments, _report),
+    "profiles": Command("list the parameter profiles", _add_no_arguments, _profiles),
+    "packs": Command("show, fetch or verify the offline model packs", _add_packs_arguments,
+                     _packs),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with one subparser per entry of COMMANDS."""
+    parser = argparse.ArgumentParser(
+        prog="ftkit", description="Notebook-first fine-tuning kit: batch runs and reports.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, command in COMMANDS.items():
+        child = sub.add_parser(name, help=command.help, description=command.help)
+        command.add_arguments(child)
+        child.set_defaults(handler=command.handler)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``ftkit`` command; returns the exit status.
+
+    Expected problems (unknown profile, no notebooks, nothing to resume) print one line to
+    stderr and return 2 instead of a traceback.
+    """
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except ValueError as exc:
+        print(f"ftkit {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"ftkit {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,193 @@
+"""Fine-tune with one method and measure it: the shared experiment of notebooks 05, 06 and 07.
+
+``train_method`` loads a fresh copy of the model, applies the method (full, half, LoRA, DoRA,
+IA³: :mod:`ftkit.train.adapters`), trains it through the one trainer factory
+(:func:`ftkit.train.sft.make_trainer`) and returns the trained model with its cost: trainable
+parameters, median optimiser-step time, peak resident memory added by training, losses.
+``score_model`` measures what it can do: exact-match accuracy per task
+(:mod:`ftkit.evaluate.tasks`) and, for forgetting, perplexity on general text and the share of
+simple factual questions still answered (:mod:`ftkit.evaluate.probes`). Paper §6.1-6.4.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Any, get_args, get_type_hints
+
+import torch
+from transformers import TrainerCallback
+
+from ftkit import models
+from ftkit.core import env
+from ftkit.core.config import (
+    AdapterConfig,
+    ConfigError,
+    Section,
+    TrainConfig,
+    param,
+    register_section,
+)
+from ftkit.evaluate import probes, tasks
+from ftkit.evaluate.perplexity import perplexity
+from ftkit.models.generation import chat_batch
+from ftkit.train import adapters, sft
+
+METHOD_NAMES = list(get_args(get_type_hints(AdapterConfig)["peft_method"]))
+
+
+@dataclass(frozen=True)
+class ExperimentConfig(Section):
+    """The instruction-task experiment shared by notebooks 05-07 (paper §6.1-6.4)."""
+    tasks_path: str = param("../data/instruct_tasks/tasks.jsonl",
+                            "JSONL of task/instruction/response/split rows.")
+    tasks: str = param("extract", "Comma-separated tasks to train and score on.")
+    n_train: int = param(160, "Training examples per task.", min=1, max=100_000)
+    n_test: int = param(48, "Test examples per task (scored by exact match).", min=1,
+                        max=10_000)
+    methods: str = param("full,half,lora,ia3", "Comma-separated methods to compare: "
+                         f"{', '.join(METHOD_NAMES)}.")
+    method_lrs: str = param("full:2e-4,half:2e-4,lora:1e-3,dora:1e-3,ia3:5e-3",
+                            "Learning rate of each method (method:rate, comma-separated).")
+    eval_batch_size: int = param(16, "Prompts generated at once when scoring.", min=1, max=512)
+
+    def check(self) -> None:
+        methods = parse_list(self.methods, METHOD_NAMES, "ExperimentConfig.methods")
+        parse_lrs(self.method_lrs, methods)
+
+
+register_section("experiment", ExperimentConfig)
+
+
+def parse_ranks(spec: str) -> list[int]:
+    """``"2,4,8"`` → ``[2, 4, 8]``: positive whole numbers, ascending, no repeats."""
+    try:
+        ranks = [int(s) for s in spec.split(",") if s.strip()]
+    except ValueError:
+        ranks = []
+    if not ranks or min(ranks) < 1 or len(set(ranks)) != len(ranks):
+        raise ConfigError(f"SweepConfig.ranks = {spec!r}: give distinct positive whole numbers, "
+                          "comma-separated, e.g. '2,4,8,16'")
+    return sorted(ranks)
+
+
+@dataclass(frozen=True)
+class SweepConfig(Section):
+    """The LoRA/DoRA rank sweep of notebook 06 (paper §6.3.4)."""
+    ranks: str = param("2,4,8,16", "Ranks r to sweep for LoRA and DoRA, comma-separated.")
+    analysis_rank: int = param(8, "Rank whose weights enter the ΔM/ΔD analysis (one of ranks).",
+                               min=1, max=1024)
+
+    def check(self) -> None:
+        if self.analysis_rank not in parse_ranks(self.ranks):
+            self.fail("analysis_rank", f"must be one of the swept ranks {self.ranks!r}")
+
+
+register_section("sweep", SweepConfig)
+
+
+class StepTimer(TrainerCallback):
+    """Wall time of each optimiser step (evaluation and logging excluded)."""
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+        self._t0 = 0.0
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self._t0 = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.seconds.append(time.perf_counter() - self._t0)
+
+    @property
+    def median(self) -> float:
+        """Median step time; the first step (warm-up, lazy optimiser state) is left out."""
+        steps = self.seconds[1:] or self.seconds
+        return statistics.median(steps) if steps else float("nan")
+
+
+def parse_lrs(spec: str, methods: list[str]) -> dict[str, float]:
+    """``"full:5e-5,lora:1e-3"`` → ``{"full": 5e-5, "lora": 1e-3}``; every method needs one."""
+    lrs: dict[str, float] = {}
+    for item in filter(None, (s.strip() for s in spec.split(","))):
+        name, sep, value = item.partition(":")
+        try:
+            lr = float(value)
+        except ValueError:
+            lr = float("nan")
+        if not sep or not lr > 0:
+            raise ConfigError(f"ExperimentConfig.method_lrs item {item!r}: write method:learning_rate with a "
+                              "positive rate, e.g. 'lora:1e-3'")
+        lrs[name.strip()] = lr
+    missing = [m for m in methods if m not in lrs]
+    if missing:
+        raise ConfigError(f"ExperimentConfig.method_lrs = {spec!r} gives no learning rate for {missing}")
+    return lrs
+
+
+def parse_list(spec: str, allowed: list[str], what: str) -> list[str]:
+    """A comma-separated list whose items must be in ``allowed``."""
+    items = [s.strip() for s in spec.split(",") if s.strip()]
+    bad = [s for s in items if s not in allowed]
+    if bad or not items:
+        raise ConfigError(f"{what} = {spec!r}: unknown {bad}; choose from {allowed}")
+    return items
+
+
+def train_method(model_name: str, adapter: AdapterConfig, train: TrainConfig, train_ds,
+                 eval_ds, output_dir: str, seed: int = 42, title: str | None = None,
+                 dtype: str = "float32", **overrides: Any) -> tuple[Any, dict]:
+    """Fresh model → method → Trainer → train; returns ``(model, cost row)``."""
+    sft.check_datasets(train_ds, eval_ds, train)  # bad data fails before a model is loaded
+    env.seed_everything(seed)
+    model, tokenizer = models.load(model_name, dtype=dtype)
+    model = adapters.apply_method(model, adapter)
+    model.config.use_cache = False
+    summary = adapters.trainable_summary(model)
+    timer, extra = StepTimer(), adapters.callbacks(model, adapter, seed)
+    trainer = sft.make_trainer(model, tokenizer, train_ds, eval_ds, train, output_dir, seed,
+                               title=title or adapter.peft_method, callbacks=[timer, *extra],
+                               **overrides)
+    with env.MemoryTracker() as mem:
+        result = trainer.train()
+    model = sft.unwrap(trainer)
+    rounds = [r for c in extra for r in getattr(c, "history", [])]
+    if rounds:  # half fine-tuning: what trained in a round, not every candidate
+        summary["trainable"] = round(statistics.mean(r["trainable"] for r in rounds))
+        summary["share"] = statistics.mean(r["share"] for r in rounds)
+    evals = [h["eval_loss"] for h in trainer.state.log_history if "eval_loss" in h]
+    model.config.use_cache = True
+    row = {"trainable_params": summary["trainable"], "trainable_share": summary["share"],
+           "step_seconds": timer.median, "train_seconds": result.metrics["train_runtime"],
+           "peak_memory_mb": mem.delta_mb, "train_loss": result.training_loss,
+           "eval_loss": evals[-1] if evals else float("nan")}
+    return model.eval(), row
+
+
+def score_model(model, tokenizer, test_rows: list[dict], max_new_tokens: int,
+                batch_size: int = 16, general: bool = True, progress=None) -> tuple[Any, dict]:
+    """Exact-match accuracy per task and (``general``) the forgetting probes."""
+    table, scores = tasks.evaluate(model, tokenizer, test_rows, max_new_tokens, batch_size,
+                                   progress)
+    row = {"task_score": statistics.mean(scores.values()),
+           **{f"score_{t}": s for t, s in scores.items()}}
+    if general:
+        model.eval()
+        row["general_perplexity"] = perplexity(model, tokenizer, probes.GENERAL_TEXTS)
+        answers = chat_batch(model, tokenizer, [q for q, _ in probes.FACT_QUESTIONS], 24,
+                             batch_size)
+        row["fact_accuracy"] = sum(probes.answer_is_correct(a, e) for a, (_, e) in
+                                   zip(answers, probes.FACT_QUESTIONS)) / len(answers)
+    return table, row
+
+
+@torch.inference_mode()
+def forward_latency_ms(model, batch: dict, repeats: int = 5) -> float:
+    """Best-of-``repeats`` milliseconds for one forward pass over ``batch`` (after a warm-up)."""
+    model.eval()
+    model(**batch)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        model(**batch)
+        best = min(best, time.perf_counter() - t0)
+    return best * 1000
