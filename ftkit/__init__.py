@@ -25,7 +25,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     # core: typed configs, recorded results, hardware
     "Config": "core.config", "ConfigError": "core.config",
-    "config_from_params": "core.config", "RunConfig": "core.config",
+    "config_from_params": "ui.schemas", "RunConfig": "core.config",
     "ModelConfig": "core.config", "DataConfig": "core.config", "TrainConfig": "core.config",
     "AdapterConfig": "core.config",
     "record": "core.results", "record_table": "core.results", "claim": "core.results",

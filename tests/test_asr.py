@@ -233,9 +233,13 @@ def test_bad_augmentation_settings_are_refused():
     with pytest.raises(ValueError):
         speech.change_speed(TONE, 10.0)
     with pytest.raises(ConfigError, match="snr_choices"):
-        whisper.parse_snrs("loud")
-    with pytest.raises(ConfigError, match="asr_methods"):
-        whisper.parse_methods("full,dora")
+        whisper.ASRConfig(snr_choices=["loud"])
+    with pytest.raises(ConfigError, match="snr_choices.*<= 60"):
+        whisper.ASRConfig(snr_choices=[5.0, 90.0])
+    with pytest.raises(ConfigError, match="asr_methods.*'dora'"):
+        whisper.ASRConfig(asr_methods=["full", "dora"])
+    with pytest.raises(ConfigError, match="asr_methods.*once"):
+        whisper.ASRConfig(asr_methods=["full", "full"])
 
 
 # ---------------------------------------------------------------- bad input

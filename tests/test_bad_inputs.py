@@ -26,13 +26,24 @@ from ftkit.core.config import (
     AdapterConfig,
     Config,
     ConfigError,
+    DataConfig,
+    ModelConfig,
+    RunConfig,
     TrainConfig,
-    config_from_params,
 )
+from ftkit.core.schema import resolve
+from ftkit.ui.schemas import config_from_params, schema_for
 from ftkit.data import balance, formatting, instruct, load, validate
 from ftkit.train import adapters, classifier, finetune, lora_classifier, merging, sft
 
-P = Config.from_params
+BASE = {"run": RunConfig, "model": ModelConfig, "data": DataConfig, "train": TrainConfig,
+        "adapter": AdapterConfig}
+
+
+def P(params: dict) -> Config:
+    return Config.from_params(params, BASE)
+
+
 FTKIT_DIR = Path(ftkit.__file__).resolve().parent
 
 
@@ -163,38 +174,52 @@ CASES = [
          r"\['smoke', 'workshop', 'gpu'\]"),
     case("seed-negative", lambda c: P({"seed": -1}),
          r"RunConfig\.seed = -1 is out of range: must be an int >= 0"),
-    case("unknown-param-strict", lambda c: P({"lr": 1e-3, "learning_rate": 1e-3}, strict=True),
-         r"unknown parameter\(s\) \['learning_rate'\]; known: \[.*'lr'"),
+    case("unknown-param", lambda c: P({"lr": 1e-3, "learning_rate": 1e-3}),
+         r"learning_rate: unknown parameter"),
     case("unknown-param-in-replace", lambda c: P({"lr": 1e-3}).replace(lrr=1e-3),
-         r"unknown parameter\(s\) \['lrr'\]; known: \[.*'lr'"),
+         r"lrr: unknown parameter; did you mean lr\?"),
+    case("misspelt-params-of-a-notebook",
+         lambda c: resolve(schema_for("08_dpo_alignment"),
+                           {"beta": 0.1, "betaa": 0.2, "lr": 1e-3, "lora_rr": 4}),
+         r"betaa: unknown parameter of 08_dpo_alignment; did you mean beta\?; "
+         r"lora_rr: unknown parameter of 08_dpo_alignment; did you mean lora_r\?"),
     case("param-shadowed-by-import",
-         lambda c: config_from_params({"quantization": types.ModuleType("quantization")}),
-         r"parameter\(s\) \['quantization'\] were overwritten by non-literal values \(module\)"),
+         lambda c: config_from_params({"quantization": types.ModuleType("quantization")},
+                                      "03_model_initialisation"),
+         r"parameter\(s\) \['quantization'\] of 03_model_initialisation were overwritten by "
+         r"non-literal values \(module\)"),
     # ---- Experiment, sweep and merge configs -------------------------------------------
-    case("experiment-method-unknown", lambda c: finetune.ExperimentConfig(methods="full,qlora"),
-         r"ExperimentConfig\.methods = 'full,qlora': unknown \['qlora'\]; choose from \['full'"),
+    case("experiment-method-unknown",
+         lambda c: finetune.ExperimentConfig(methods=["full", "qlora"]),
+         r"ExperimentConfig\.methods = \['full', 'qlora'\] \(item 1: 'qlora'\) is not "
+         r"allowed; choose one of \['full'"),
+    case("experiment-methods-comma-string",
+         lambda c: finetune.ExperimentConfig(methods="full,lora"),
+         r"ExperimentConfig\.methods = 'full,lora' must be a list"),
     case("experiment-lr-missing",
-         lambda c: finetune.ExperimentConfig(methods="full,lora", method_lrs="full:1e-4"),
-         r"ExperimentConfig\.method_lrs = 'full:1e-4' gives no learning rate for \['lora'\]"),
+         lambda c: finetune.ExperimentConfig(methods=["full", "lora"], method_lrs={"full": 1e-4}),
+         r"ExperimentConfig\.method_lrs = .* gives no learning rate for \['lora'\]"),
     case("experiment-lr-negative",
-         lambda c: finetune.ExperimentConfig(methods="lora", method_lrs="lora:-1e-3"),
-         r"ExperimentConfig\.method_lrs item 'lora:-1e-3': .* positive rate"),
+         lambda c: finetune.ExperimentConfig(methods=["lora"], method_lrs={"lora": -1e-3}),
+         r"ExperimentConfig\.method_lrs = .*key 'lora'.* out of range"),
     case("experiment-lr-not-a-number",
-         lambda c: finetune.ExperimentConfig(methods="lora", method_lrs="lora:fast"),
-         r"ExperimentConfig\.method_lrs item 'lora:fast': write method:learning_rate"),
-    case("sweep-rank-zero", lambda c: finetune.SweepConfig(ranks="0,2", analysis_rank=2),
-         r"SweepConfig\.ranks = '0,2': give distinct positive whole numbers"),
-    case("sweep-rank-repeated", lambda c: finetune.SweepConfig(ranks="2,2", analysis_rank=2),
-         r"SweepConfig\.ranks = '2,2': give distinct positive whole numbers"),
+         lambda c: finetune.ExperimentConfig(methods=["lora"], method_lrs={"lora": "fast"}),
+         r"ExperimentConfig\.method_lrs = .*key 'lora'.* must be a float"),
+    case("sweep-rank-zero", lambda c: finetune.SweepConfig(ranks=[0, 2], analysis_rank=2),
+         r"SweepConfig\.ranks = \[0, 2\] \(item 0: 0\) is out of range: must be an int >= 1"),
+    case("sweep-rank-repeated", lambda c: finetune.SweepConfig(ranks=[2, 2], analysis_rank=2),
+         r"SweepConfig\.ranks = \[2, 2\]: name each rank once"),
     case("sweep-analysis-rank-not-swept",
-         lambda c: finetune.SweepConfig(ranks="2,4", analysis_rank=8),
-         r"SweepConfig\.analysis_rank = 8: must be one of the swept ranks '2,4'"),
-    case("merge-combination-unknown", lambda c: merging.MergeConfig(combinations="cat,avg"),
-         r"MergeConfig\.combinations = 'cat,avg': unknown \['avg'\]; choose from \['cat'"),
-    case("merge-weight-sets-not-numbers", lambda c: merging.MergeConfig(weight_sets="1,x"),
-         r"weight_sets = '1,x': '1,x' is not a comma-separated list of numbers"),
-    case("merge-weight-sets-uneven", lambda c: merging.MergeConfig(weight_sets="1,1;1"),
-         r"weight_sets = '1,1;1': give one or more sets of the same length"),
+         lambda c: finetune.SweepConfig(ranks=[2, 4], analysis_rank=8),
+         r"SweepConfig\.analysis_rank = 8: must be one of the swept ranks \[2, 4\]"),
+    case("merge-combination-unknown",
+         lambda c: merging.MergeConfig(combinations=["cat", "avg"]),
+         r"MergeConfig\.combinations = \['cat', 'avg'\] \(item 1: 'avg'\) is not allowed"),
+    case("merge-weight-sets-not-numbers",
+         lambda c: merging.MergeConfig(weight_sets=[[1.0, "x"]]),
+         r"weight_sets = .*\(item 1: 'x'\) must be a float"),
+    case("merge-weight-sets-uneven", lambda c: merging.MergeConfig(weight_sets=[[1, 1], [1]]),
+         r"weight_sets = .*: every set needs one weight per adapter"),
     case("merge-dora-adapters",
          lambda c: merging.check_mergeable(c.dora_model(), ["one", "two"], [1.0, 1.0], "cat",
                                            None),

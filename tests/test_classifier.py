@@ -103,12 +103,13 @@ def test_every_recipe_trains_and_compare_heads_reports_metrics():
 def test_balance_config_rejects_unknown_methods():
     from ftkit.core.config import ConfigError
 
-    assert imbalance.parse_methods(" baseline, focal ,") == ["baseline", "focal"]
-    assert imbalance.BalanceConfig(llm_methods="").llm_methods == ""
-    with pytest.raises(ConfigError, match="unknown method"):
-        imbalance.BalanceConfig(llm_methods="smote")
+    assert imbalance.BalanceConfig(llm_methods=[]).llm_methods == []  # [] skips the LLM runs
+    with pytest.raises(ConfigError, match=r"llm_methods.*'smote'.*choose one of"):
+        imbalance.BalanceConfig(llm_methods=["smote"])
     with pytest.raises(ConfigError, match="must include 'baseline'"):
-        imbalance.BalanceConfig(head_methods="focal,smote")
+        imbalance.BalanceConfig(head_methods=["focal", "smote"])
+    with pytest.raises(ConfigError, match="head_methods.*must not be empty"):
+        imbalance.BalanceConfig(head_methods=[])
 
 
 def test_cached_embeddings_reads_back(tmp_path, monkeypatch):

@@ -4,16 +4,14 @@ import dataclasses
 import pytest
 
 from ftkit.core.config import (
-    SECTIONS,
     AdapterConfig,
     Config,
     ConfigError,
     ModelConfig,
     RunConfig,
     TrainConfig,
-    config_from_params,
-    field_names,
 )
+from ftkit.ui.schemas import config_from_params
 
 
 @pytest.mark.parametrize("cls, name, value, words", [
@@ -52,34 +50,35 @@ def test_configs_are_frozen():
         Config().run = RunConfig()
 
 
-def test_flat_names_are_unique_across_sections():
-    names = [n for cls in SECTIONS.values() for n in field_names(cls)]
-    assert len(names) == len(set(names))
-
-
 def test_round_trip_through_flat_params():
-    cfg = Config.from_params({"lr": 3e-4, "lora_r": 4, "model_name": "tiny-llama", "seed": 7})
+    sections = {"run": RunConfig, "model": ModelConfig, "train": TrainConfig,
+                "adapter": AdapterConfig}
+    cfg = Config.from_params({"lr": 3e-4, "lora_r": 4, "model_name": "tiny-llama", "seed": 7},
+                             sections)
     assert list(cfg.sections) == ["run", "model", "train", "adapter"]
-    again = Config.from_params(cfg.to_params())
+    again = Config.from_params(cfg.to_params(), sections)
     assert again == cfg
     assert again.train.lr == 3e-4 and again.adapter.lora_r == 4 and again.run.seed == 7
 
 
-def test_strict_rejects_unknown_names_and_replace_validates():
-    with pytest.raises(ConfigError, match="unknown parameter.*'lrr'"):
-        Config.from_params({"lrr": 1.0}, sections=["run", "train"], strict=True)
-    cfg = Config.from_params({"lr": 1e-3})
+def test_unknown_names_are_refused_with_the_closest_and_replace_validates():
+    sections = {"run": RunConfig, "train": TrainConfig}
+    with pytest.raises(ConfigError, match="lrr: unknown parameter; did you mean lr"):
+        Config.from_params({"lrr": 1.0}, sections)
+    cfg = Config.from_params({"lr": 1e-3}, sections)
     assert cfg.replace(lr=5e-4).train.lr == 5e-4
     with pytest.raises(ConfigError, match="lr"):
         cfg.replace(lr=-5)
+    with pytest.raises(ConfigError, match="lora_r: unknown"):
+        cfg.replace(lora_r=4)  # not a field of this config's sections
 
 
 def test_config_from_params_ignores_non_literals_and_sets_output(tmp_path, monkeypatch):
     monkeypatch.delenv("FTKIT_METRICS_FILE", raising=False)
-    params = {"profile": "smoke", "output_dir": str(tmp_path / "o"), "lr": 1e-3,
-              "pd": object(), "_private": 1, "n_questions": 3}
-    cfg = config_from_params(params)
-    assert cfg.run.profile == "smoke" and cfg.train.lr == 1e-3
+    params = {"profile": "smoke", "output_dir": str(tmp_path / "o"), "n_questions": 3,
+              "pd": object(), "_private": 1}
+    cfg = config_from_params(params, "03_model_initialisation")
+    assert cfg.run.profile == "smoke" and cfg.probes.n_questions == 3
     from ftkit.core import results
     assert results.metrics_path().parent == (tmp_path / "o").resolve()
 
@@ -87,4 +86,4 @@ def test_config_from_params_ignores_non_literals_and_sets_output(tmp_path, monke
 def test_config_from_params_catches_a_shadowed_parameter():
     import ftkit.compress.quantization as module
     with pytest.raises(ConfigError, match="quantization.*overwritten"):
-        config_from_params({"quantization": module})
+        config_from_params({"quantization": module}, "03_model_initialisation")

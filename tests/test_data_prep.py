@@ -4,14 +4,14 @@ import numpy as np
 import pytest
 
 from ftkit import models
-from ftkit.core.config import SECTIONS, Config, ConfigError
+from ftkit.core.config import Config, ConfigError, RunConfig
 from ftkit.data import figures, prep
 from ftkit.models.tiny import tiny_bpe_tokenizer
 
 
-def test_prep_section_is_registered_and_validated():
-    assert SECTIONS["prep"] is prep.PrepConfig
-    cfg = Config.from_params({"dedup_threshold": 0.6, "n_synthetic": 2})
+def test_prep_section_is_validated():
+    cfg = Config.from_params({"dedup_threshold": 0.6, "n_synthetic": 2},
+                             {"run": RunConfig, "prep": prep.PrepConfig})
     assert cfg.prep.dedup_threshold == 0.6 and cfg.prep.n_synthetic == 2
     with pytest.raises(ConfigError, match="dedup_threshold"):
         prep.PrepConfig(dedup_threshold=1.5)

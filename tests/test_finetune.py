@@ -20,56 +20,39 @@ ROW_KEYS = {"trainable_params", "trainable_share", "step_seconds", "train_second
             "peak_memory_mb", "train_loss", "eval_loss"}
 
 
-# --- parsing ------------------------------------------------------------------------------
+# --- parameters -------------------------------------------------------------------------
 
 
-def test_parse_lrs_reads_method_rate_pairs():
-    assert finetune.parse_lrs(" full : 5e-5 , lora:1e-3,", ["full", "lora"]) == {
-        "full": 5e-5, "lora": 1e-3}
-    # extra rates are fine: the default spec covers more methods than one run compares
-    default = finetune.ExperimentConfig().method_lrs
-    assert finetune.parse_lrs(default, ["lora"])["lora"] == 1e-3
-    assert set(finetune.parse_lrs(default, METHODS)) == set(METHODS)
-
-
-@pytest.mark.parametrize("spec, methods, message", [
-    ("full:5e-5", ["full", "lora"], r"gives no learning rate for \['lora'\]"),
-    ("", ["full"], r"gives no learning rate for \['full'\]"),
-    ("full:fast", ["full"], r"item 'full:fast'.*positive rate"),
-    ("full:0", ["full"], r"item 'full:0'"),
-    ("full:-1e-4", ["full"], r"item 'full:-1e-4'"),
-    ("full:nan", ["full"], r"item 'full:nan'"),
-    ("full 5e-5", ["full"], r"item 'full 5e-5'.*method:learning_rate"),
-    ("full=5e-5", ["full"], r"item 'full=5e-5'.*method:learning_rate"),
-    ("full:5e-5,lora", ["full", "lora"], r"item 'lora'"),
+@pytest.mark.parametrize("changes, message", [
+    ({"methods": "full,lora"}, r"must be a list.*not comma-separated"),
+    ({"methods": ["full", "qlora"]}, r"ExperimentConfig\.methods = .*item 1.*'qlora'.*choose one of"),
+    ({"methods": []}, r"must not be empty"),
+    ({"method_lrs": {"full": 0.0}}, r"method_lrs.*key 'full'.*> 0"),
+    ({"method_lrs": "lora:1e-3"}, r"method_lrs.*must be a mapping"),
+    ({"methods": ["lora", "dora"], "method_lrs": {"lora": 1e-3}},
+     r"no learning rate for \['dora'\]"),
 ])
-def test_parse_lrs_errors(spec, methods, message):
+def test_experiment_lists_are_checked_item_by_item(changes, message):
     with pytest.raises(ConfigError, match=message):
-        finetune.parse_lrs(spec, methods)
+        finetune.ExperimentConfig(**changes)
 
 
-def test_parse_list_keeps_order_and_strips():
-    assert finetune.parse_list(" lora, full ,", METHODS, "m") == ["lora", "full"]
-
-
-@pytest.mark.parametrize("spec, unknown", [
-    ("full,qlora", "['qlora']"), ("Lora", "['Lora']"),
-    ("lora,adapter,prefix", "['adapter', 'prefix']"),
-    ("", "[]"), (" , ", "[]")])
-def test_parse_list_errors_name_the_unknown_items(spec, unknown):
-    with pytest.raises(ConfigError) as err:
-        finetune.parse_list(spec, METHODS, "ExperimentConfig.methods")
-    message = str(err.value)
-    assert message.startswith(f"ExperimentConfig.methods = {spec!r}")
-    assert f"unknown {unknown}" in message and str(METHODS) in message
+def test_sweep_ranks_are_distinct_and_hold_the_analysis_rank():
+    assert finetune.SweepConfig(ranks=[2, 4], analysis_rank=4).ranks == [2, 4]
+    with pytest.raises(ConfigError, match="each rank once"):
+        finetune.SweepConfig(ranks=[2, 2], analysis_rank=2)
+    with pytest.raises(ConfigError, match=r"item 0.*>= 1"):
+        finetune.SweepConfig(ranks=[0, 2], analysis_rank=2)
+    with pytest.raises(ConfigError, match="one of the swept ranks"):
+        finetune.SweepConfig(ranks=[2, 4], analysis_rank=8)
 
 
 def test_experiment_config_checks_methods_and_their_rates():
-    assert finetune.ExperimentConfig().methods == "full,half,lora,ia3"
+    assert finetune.ExperimentConfig().methods == ["full", "half", "lora", "ia3"]
     with pytest.raises(ConfigError, match="qlora"):
-        finetune.ExperimentConfig(methods="lora,qlora")
+        finetune.ExperimentConfig(methods=["lora", "qlora"])
     with pytest.raises(ConfigError, match=r"no learning rate for \['dora'\]"):
-        finetune.ExperimentConfig(methods="lora,dora", method_lrs="lora:1e-3")
+        finetune.ExperimentConfig(methods=["lora", "dora"], method_lrs={"lora": 1e-3})
     assert finetune.METHOD_NAMES == METHODS
 
 

@@ -35,7 +35,6 @@ from ftkit.core.config import (
     Section,
     TrainConfig,
     param,
-    register_section,
 )
 from ftkit.core.env import headless, use_bf16
 from ftkit.evaluate.judge import judge_rows, summary, win_rate
@@ -45,32 +44,21 @@ from ftkit.train.callbacks import compact_logs, show_in_place
 from ftkit.train.sft import unwrap
 
 
-def parse_betas(spec: str) -> list[float]:
-    """``"0.05,0.5"`` → ``[0.05, 0.5]``: distinct positive numbers, ascending."""
-    try:
-        betas = [float(s) for s in spec.split(",") if s.strip()]
-    except ValueError:
-        betas = []
-    if not betas or min(betas) <= 0 or len(set(betas)) != len(betas):
-        raise ConfigError(f"DPOSettings.betas = {spec!r}: give distinct positive numbers, "
-                          "comma-separated, e.g. '0.05,0.5'")
-    return sorted(betas)
-
-
 @dataclass(frozen=True)
 class DPOSettings(Section):
     """DPO's β and the β sweep (paper §6.9.2)."""
     beta: float = param(0.1, "DPO β: how strongly the policy is held to the reference.",
                         min=0.0, min_exclusive=True, max=10.0, log=True)
-    betas: str = param("0.05,0.5", "β values to sweep, comma-separated.")
+    betas: list[float] = param([0.05, 0.5], "β values to sweep.", min=0.0, min_exclusive=True,
+                               max=10.0)
     cpu_threads: int = param(0, "torch CPU threads; 0 = one when other processes already "
                              "keep every core busy, else torch's default.", min=0, max=512)
 
     def check(self) -> None:
-        parse_betas(self.betas)
+        if len(set(self.betas)) != len(self.betas):
+            self.fail("betas", "name each β once")
 
 
-register_section("dpo", DPOSettings)
 
 
 def choose_threads(requested: int = 0) -> int:

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from ftkit.align.dpo import judge_policy, policy_row, token_kl
-from ftkit.core.config import ConfigError, Section, param, register_section
+from ftkit.core.config import ConfigError, Section, param
 from ftkit.core.env import bf16_autocast
 from ftkit.train.adapters import require_peft
 
@@ -51,7 +51,6 @@ class PPOSettings(Section):
                                min_exclusive=True, max=5.0, step=0.1)
 
 
-register_section("ppo", PPOSettings)
 
 
 def clipped_surrogate(logp_new: torch.Tensor, logp_old: torch.Tensor, advantages: torch.Tensor,

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ftkit.core.config import Section, param, register_section
+from ftkit.core.config import Section, param
 from ftkit.models import load
 
 
@@ -36,7 +36,6 @@ class RewardConfig(Section):
                                max=512)
 
 
-register_section("reward", RewardConfig)
 
 
 class RewardModel(nn.Module):

@@ -19,18 +19,17 @@ import functools
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Literal
 
 import numpy as np
 import torch
 from transformers import TrainerCallback
 
 from ftkit.asr.audio import SAMPLE_RATE, check_transcript
-from ftkit.core.config import ConfigError, Section, param, register_section
+from ftkit.core.config import ConfigError, Section, param
 from ftkit.core.env import MemoryTracker, bf16_autocast
 from ftkit.train.adapters import trainable_summary
 from ftkit.train.callbacks import compact_logs, live_plot
-from ftkit.train.finetune import parse_list
 from ftkit.train.sft import training_arguments
 
 
@@ -51,12 +50,14 @@ class ASRConfig(Section):
     n_test_everyday: int = param(30, "Held-out everyday test clips.", min=1, max=1000)
     augment_share: float = param(0.5, "Share of training clips that are augmented.", min=0.0,
                                  max=1.0, step=0.05)
-    snr_choices: str = param("5,10,20", "Noise SNRs in dB drawn for noisy clips.")
+    snr_choices: list[float] = param([5.0, 10.0, 20.0], "Noise SNRs in dB drawn for noisy clips.",
+                                     min=-10.0, max=60.0)
     speed_delta: float = param(0.1, "Speed factors are drawn from 1 ± this.", min=0.0, max=0.5,
                                step=0.05)
     pitch_semitones: float = param(2.0, "Pitch shifts are drawn from ± this many semitones.",
                                    min=0.0, max=12.0, step=0.5)
-    asr_methods: str = param("full,lora", "Decoder fine-tuning methods to compare: full, lora.")
+    asr_methods: list[Literal["full", "lora"]] = param(["full", "lora"],
+                                                       "Decoder fine-tuning methods to compare.")
     lora_lr: float = param(1e-3, "Learning rate of the LoRA run (TrainConfig.lr is full's).",
                            min=0.0, min_exclusive=True, max=1.0, log=True)
     patience: int = param(2, "Stop after this many evaluations without a better val WER.",
@@ -64,33 +65,13 @@ class ASRConfig(Section):
     encode_batch_size: int = param(8, "Clips per encoder forward pass.", min=1, max=256)
 
     def check(self) -> None:
-        parse_snrs(self.snr_choices)
-        parse_methods(self.asr_methods)
+        if len(set(self.asr_methods)) != len(self.asr_methods):
+            self.fail("asr_methods", "name each method once")
 
 
-register_section("asr", ASRConfig)
 
 METHODS = ("full", "lora")
 
-
-def parse_methods(spec: str) -> list[str]:
-    """``"full,lora"`` → ``["full", "lora"]``: distinct methods of :data:`METHODS`."""
-    items = parse_list(spec, list(METHODS), "ASRConfig.asr_methods")
-    if len(set(items)) != len(items):
-        raise ConfigError(f"ASRConfig.asr_methods = {spec!r}: name each method once")
-    return items
-
-
-def parse_snrs(spec: str) -> list[float]:
-    """``"5,10,20"`` → ``[5.0, 10.0, 20.0]`` (decibels, -10 to 60)."""
-    try:
-        values = [float(s) for s in spec.split(",") if s.strip()]
-    except ValueError:
-        values = []
-    if not values or not all(-10 <= v <= 60 for v in values):
-        raise ConfigError(f"ASRConfig.snr_choices = {spec!r}: give SNRs in dB between -10 and "
-                          "60, comma-separated, e.g. '5,10,20'")
-    return values
 
 
 # ---------------------------------------------------------------- text: normalise, WER, CER
@@ -292,7 +273,8 @@ def apply_method(model, method: str, lora_r: int = 8, lora_alpha: float = 16.0,
                  lora_dropout: float = 0.05):
     """Freeze the encoder; train all decoder weights (``full``) or LoRA adapters on the
     decoder's attention and MLP projections (``lora``, paper §6.3.2)."""
-    parse_methods(method)
+    if method not in METHODS:
+        raise ConfigError(f"method {method!r}: choose one of {list(METHODS)}")
     model.requires_grad_(False)
     if method == "full":
         model.get_decoder().requires_grad_(True)

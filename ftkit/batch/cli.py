@@ -12,6 +12,8 @@ import textwrap
 from pathlib import Path
 from typing import Callable, NamedTuple
 
+import yaml
+
 from ftkit.batch.report import load_run, write_report
 from ftkit.batch.runner import run_batch
 from ftkit.core.profiles import list_profiles, load_profile, profiles_dir
@@ -41,6 +43,11 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
                         help="rerun only the notebooks that did not pass in the latest run of "
                              "the profile (or in --run-id)")
     parser.add_argument("--run-id", metavar="ID", help="name of the run directory")
+    parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
+                        metavar=("NAME", "VALUE"),
+                        help="set a parameter in every selected notebook that declares it "
+                             "(VALUE read as YAML: 3, 1e-4, [2, 4], true); wins over the "
+                             "profile; repeatable")
     parser.add_argument("--notebooks-dir", type=Path, default=Path("notebooks"),
                         help="folder of the notebooks (default: notebooks)")
     parser.add_argument("--runs-dir", type=Path, default=Path("papermill_runs"),
@@ -50,8 +57,10 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
 def _run(args: argparse.Namespace) -> int:
     """Run the batch; exit status 1 if any notebook did not pass."""
     profile = args.profile or _resumed_profile(args) or DEFAULT_PROFILE
+    overrides = {name: yaml.safe_load(value) for name, value in args.parameter}
     result = run_batch(profile, only=args.only, resume=args.resume, run_id=args.run_id,
-                       notebooks_dir=args.notebooks_dir, runs_dir=args.runs_dir)
+                       notebooks_dir=args.notebooks_dir, runs_dir=args.runs_dir,
+                       overrides=overrides)
     passed = sum(r.status == "passed" for r in result.results)
     print(f"{passed}/{len(result.results)} notebooks passed")
     print(f"HTML report: {result.report_html.resolve()}")

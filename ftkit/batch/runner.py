@@ -17,7 +17,7 @@ import fnmatch
 import json
 import os
 import shutil
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
@@ -25,10 +25,13 @@ from typing import Any, Callable
 from ftkit.batch import runinfo
 from ftkit.batch.nbexec import Job, execute
 from ftkit.batch.report import metrics_summary, write_report
-from ftkit.core.profiles import Profile, load_profile, params_for, undeclared_overrides
+from ftkit.core.config import ConfigError, closest
+from ftkit.core.profiles import Profile, load_profile, params_for
 from ftkit.core.results import METRICS_ENV, load_metrics
+from ftkit.core.schema import check_names
+from ftkit.ui.schemas import SCHEMAS
 
-PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder that holds ftkit/
 PASSED = "passed"
 
 
@@ -71,6 +74,7 @@ def run_batch(
     notebooks_dir: str | os.PathLike = Path("notebooks"),
     runs_dir: str | os.PathLike = Path("papermill_runs"),
     log: Callable[[str], Any] = print,
+    overrides: dict[str, Any] | None = None,
 ) -> RunResult:
     """Execute the notebooks under ``profile``, keep going past failures, write the report.
 
@@ -83,13 +87,21 @@ def run_batch(
         notebooks_dir: folder of ``*.ipynb``; its parent goes on the kernel's PYTHONPATH.
         runs_dir: folder that holds run directories.
         log: called with one line per notebook as it finishes.
+        overrides: parameters given on the command line (``-p name value``); each goes to
+            every selected notebook that declares it, and wins over the profile.
 
     Raises:
         ValueError: unknown profile, nothing matches ``only``, or no run to resume.
+        ConfigError: a profile or override names a parameter no notebook declares (checked
+            before any notebook runs).
     """
     prof = profile if isinstance(profile, Profile) else load_profile(profile)
     notebooks_dir, runs_dir = Path(notebooks_dir).resolve(), Path(runs_dir).resolve()
     selected = select_notebooks(discover_notebooks(notebooks_dir), only)
+    overrides = dict(overrides or {})
+    check_parameters(selected, prof, overrides)
+    prof = replace(prof, notebooks={**prof.notebooks, **{
+        nb.stem: {**prof.notebooks.get(nb.stem, {}), **overrides} for nb in selected}})
     run_dir = _run_dir(prof.name, runs_dir, run_id, resume)
     state = _RunState.open(run_dir, prof, resume)
     todo = [nb for nb in selected if not (resume and state.status(nb.stem) == PASSED)]
@@ -199,11 +211,31 @@ def _run_all(selected, todo, state, prof, notebooks_dir, log) -> None:
         if notebook.stem not in to_run:
             log(f"{prefix}  passed  (kept from the earlier attempt)")
             continue
-        for name in undeclared_overrides(prof, notebook.stem, _safe_declared(notebook)):
-            log(f"{prefix}  note: profile override {name!r} is not a parameter of it")
         result = _run_one(notebook, state.run_dir, prof, notebooks_dir)
         state.put(result)
         log(f"{prefix}  {_outcome_text(result, state.run_dir)}")
+
+
+def check_parameters(selected: list[Path], prof: Profile, overrides: dict[str, Any]) -> None:
+    """Refuse, before anything runs, a name that the notebooks' schemas do not declare.
+
+    Every per-notebook override of the profile must be a parameter of that notebook; every
+    command-line override must be a parameter of at least one selected notebook (of the one,
+    when one is selected). The message names the key, the notebook and the closest valid name.
+    """
+    schemas = [SCHEMAS[nb.stem] for nb in selected if nb.stem in SCHEMAS]
+    for schema in schemas:
+        check_names(schema, prof.notebooks.get(schema.NOTEBOOK, {}), f"profile {prof.name!r}")
+        schema(**{**schema.defaults(), **{k: v for k, v in {**prof.notebooks.get(
+            schema.NOTEBOOK, {}), **overrides}.items() if k in schema.names()}})
+    if len(selected) == 1 and schemas:
+        check_names(schemas[0], overrides, "-p")
+        return
+    known = {n for nb in selected for n in _safe_declared(nb)}
+    unknown = [k for k in overrides if k not in known]
+    if unknown:
+        raise ConfigError("-p: " + "; ".join(f"{k}: not a parameter of any selected notebook"
+                                              f"{closest(k, known)}" for k in unknown))
 
 
 def _safe_declared(notebook: Path) -> set[str]:

@@ -1,22 +1,21 @@
-"""Typed, frozen configs per pipeline stage, validated on creation, flat for papermill.
+"""Typed, frozen parameter sections per pipeline stage, validated on creation.
 
 Each stage has a frozen dataclass whose fields carry their help text and allowed range in the
 field metadata (declared with :func:`param`). ``__post_init__`` checks every field against that
 metadata, so a bad value fails at once with a message naming the field, the value and what is
-allowed. :class:`Config` groups the sections a notebook uses and converts to and from the flat
-``name -> value`` dict that papermill injects (field names are unique across sections).
-
-Used in every notebook: ``cfg = ft.config_from_params(globals())``.
+allowed. Lists are lists (``list[int]``, ``list[Literal[...]]``, ``dict[str, float]``), checked
+item by item. :class:`Config` holds the sections one notebook uses; each notebook's schema
+(``ftkit.core.schema``) says which fields of which sections it declares.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
+import difflib
 import math
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
-
-from ftkit.core import results, versions
 
 
 class ConfigError(ValueError):
@@ -24,7 +23,8 @@ class ConfigError(ValueError):
 
 
 def param(default: Any, help: str, *, min: float | None = None, max: float | None = None,
-          min_exclusive: bool = False, log: bool = False, step: float | None = None):
+          min_exclusive: bool = False, log: bool = False, step: float | None = None,
+          empty_ok: bool = False):
     """Declare a config field with its help text and numeric bounds (used by widgets too).
 
     Args:
@@ -33,9 +33,12 @@ def param(default: Any, help: str, *, min: float | None = None, max: float | Non
         min, max: inclusive bounds; ``min_exclusive`` makes the lower bound strict (``lr > 0``).
         log: the value spans decades (learning rates): widgets use a log scale.
         step: widget step for numbers.
+        empty_ok: a list field may be empty.
     """
     meta = {"help": help, "min": min, "max": max, "min_exclusive": min_exclusive, "log": log,
-            "step": step}
+            "step": step, "empty_ok": empty_ok}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: copy.deepcopy(default), metadata=meta)
     return field(default=default, metadata=meta)
 
 
@@ -51,21 +54,57 @@ def _describe_rule(meta: dict, kind: type) -> str:
 
 def _coerce(section: str, f: dataclasses.Field, hint: Any, value: Any) -> Any:
     """Return ``value`` converted to the field's type, or raise ConfigError."""
-    where = f"{section}.{f.name} = {value!r}"
-    if typing.get_origin(hint) is Literal:
+    return coerce_value(f"{section}.{f.name} = {value!r}", f.metadata, hint, value)
+
+
+def coerce_value(where: str, meta: dict, hint: Any, value: Any) -> Any:
+    """``value`` checked against ``hint`` (scalars, Literal, list[...], dict[str, ...])."""
+    origin = typing.get_origin(hint)
+    if origin is Literal:
         allowed = typing.get_args(hint)
         if value not in allowed:
             raise ConfigError(f"{where} is not allowed; choose one of {list(allowed)}")
         return value
+    if origin is list:
+        return _coerce_list(where, meta, typing.get_args(hint)[0], value)
+    if origin is dict:
+        return _coerce_dict(where, meta, typing.get_args(hint)[1], value)
     if hint is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{where} must be True or False")
         return value
     if hint in (int, float):
-        return _coerce_number(where, f.metadata, hint, value)
+        return _coerce_number(where, meta, hint, value)
     if hint is str and not isinstance(value, str):
         raise ConfigError(f"{where} must be a string")
     return value
+
+
+def _coerce_list(where: str, meta: dict, item: Any, value: Any) -> list:
+    if not isinstance(value, list):
+        raise ConfigError(f"{where} must be a list, e.g. {_example(item)}; lists are lists, "
+                          "not comma-separated strings")
+    if not value and not meta.get("empty_ok"):
+        raise ConfigError(f"{where} must not be empty")
+    return [coerce_value(f"{where} (item {i}: {v!r})", meta, item, v) for i, v in enumerate(value)]
+
+
+def _coerce_dict(where: str, meta: dict, item: Any, value: Any) -> dict:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where} must be a mapping, e.g. {{'lora': 1e-3}}")
+    return {str(k): coerce_value(f"{where} (key {k!r})", meta, item, v) for k, v in value.items()}
+
+
+def _example(item: Any) -> str:
+    if typing.get_origin(item) is Literal:
+        return repr(list(typing.get_args(item))[:2])
+    return {int: "[2, 4, 8]", float: "[0.1, 0.5]", str: "['a', 'b']"}.get(item, "[...]")
+
+
+def closest(name: str, known) -> str:
+    """'; did you mean X?' for the nearest known name, or '' when none is close."""
+    match = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return f"; did you mean {match[0]}?" if match else ""
 
 
 def _coerce_number(where: str, meta: dict, kind: type, value: Any) -> float | int:
@@ -92,8 +131,7 @@ class Section:
     """Base of every stage config: validation from the field metadata in ``__post_init__``.
 
     A new stage declares ``@dataclass(frozen=True) class XConfig(Section)`` with fields made by
-    :func:`param`, optionally a ``check()`` for cross-field rules, and registers it with
-    :func:`register_section` so flat parameters and panels know it.
+    :func:`param`, and optionally a ``check()`` for cross-field rules.
     """
 
     def __post_init__(self) -> None:
@@ -199,41 +237,21 @@ class SetupConfig(Section):
     check_packs: bool = param(True, "Build (first time) and verify every offline model pack.")
 
 
-SECTIONS: dict[str, type] = {"run": RunConfig, "model": ModelConfig, "data": DataConfig,
-                             "train": TrainConfig, "adapter": AdapterConfig,
-                             "setup": SetupConfig}
-
-
-def register_section(name: str, cls: type) -> type:
-    """Add a stage config (e.g. ``DPOConfig``) so flat params and panels know it."""
-    clash = set(field_names(cls)) & {n for c in SECTIONS.values() for n in field_names(c)}
-    if clash and SECTIONS.get(name) is not cls:
-        raise ValueError(f"{cls.__name__} reuses field names {sorted(clash)}; flat names must "
-                         "be unique across sections")
-    SECTIONS[name] = cls
-    return cls
-
-
 def field_names(cls: type) -> list[str]:
     return [f.name for f in dataclasses.fields(cls)]
 
 
 class Config:
-    """The sections one notebook uses, e.g. ``cfg.run.seed``, ``cfg.train.lr``; immutable.
-
-    ``Config.from_params`` builds it from a flat dict (papermill parameters); ``to_params`` gives
-    the flat dict back, so ``Config.from_params(cfg.to_params()) == cfg``.
-    """
+    """The sections one notebook uses, e.g. ``cfg.run.seed``, ``cfg.train.lr``; immutable."""
 
     __slots__ = ("_sections",)
 
     def __init__(self, **sections: Any) -> None:
         for name, value in sections.items():
-            if name not in SECTIONS or not isinstance(value, SECTIONS[name]):
-                raise ConfigError(f"section {name}={value!r}: expected one of {list(SECTIONS)}")
+            if not isinstance(value, Section):
+                raise ConfigError(f"section {name}={value!r} is not a parameter section")
         sections.setdefault("run", RunConfig())
-        ordered = {n: sections[n] for n in SECTIONS if n in sections}
-        object.__setattr__(self, "_sections", ordered)
+        object.__setattr__(self, "_sections", dict(sections))
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -257,55 +275,29 @@ class Config:
         return dict(self._sections)
 
     def to_params(self) -> dict[str, Any]:
-        """Flat ``field -> value`` dict, as papermill parameters."""
+        """Flat ``field -> value`` dict of every field of every section."""
         return {k: v for s in self._sections.values() for k, v in dataclasses.asdict(s).items()}
 
     def replace(self, **flat: Any) -> "Config":
         """A new validated Config with some flat fields changed."""
-        return Config.from_params({**self.to_params(), **flat}, sections=list(self._sections),
-                                  strict=True)
+        sections = {n: type(s) for n, s in self._sections.items()}
+        return Config.from_params({**self.to_params(), **flat}, sections)
 
     @classmethod
-    def from_params(cls, params: dict[str, Any], sections: list[str] | None = None,
-                    strict: bool = False) -> "Config":
-        """Build from flat params.
+    def from_params(cls, params: dict[str, Any], sections: dict[str, type]) -> "Config":
+        """Build the ``sections`` (name -> Section class) from flat params.
 
-        Args:
-            params: flat names to values; names of no section are ignored unless ``strict``.
-            sections: which sections to build; default: ``run`` plus every section that has a
-                field named in ``params``.
-            strict: raise on a name that belongs to no chosen section (catches typos in
-                parameter files).
+        A name of no section is an error that names it and the closest known name, so a
+        misspelt key never vanishes.
         """
-        chosen = sections or [n for n, c in SECTIONS.items()
-                              if n == "run" or set(field_names(c)) & set(params)]
-        unknown = set(params) - {f for n in chosen for f in field_names(SECTIONS[n])}
-        if strict and unknown:
-            raise ConfigError(f"unknown parameter(s) {sorted(unknown)}; known: "
-                              f"{sorted(f for n in chosen for f in field_names(SECTIONS[n]))}")
-        built = {n: SECTIONS[n](**{f: params[f] for f in field_names(SECTIONS[n]) if f in params})
-                 for n in chosen}
-        return cls(**built)
+        owner = {f: n for n, c in sections.items() for f in field_names(c)}
+        unknown = [k for k in params if k not in owner]
+        if unknown:
+            raise ConfigError("; ".join(f"{k}: unknown parameter{closest(k, owner)}"
+                                        for k in unknown))
+        return cls(**{n: c(**{f: params[f] for f in field_names(c) if f in params})
+                      for n, c in sections.items()})
 
 
-def config_from_params(params: dict[str, Any], sections: list[str] | None = None) -> Config:
-    """Config from a notebook's parameters (``globals()``); points ft.record at its output_dir."""
-    plain = {k: v for k, v in params.items()
-             if not k.startswith("_") and isinstance(v, (bool, int, float, str))}
-    known = {f for c in SECTIONS.values() for f in field_names(c)}
-    shadowed = sorted(k for k in set(params) & known if k not in plain)
-    if shadowed:  # e.g. `from ftkit import quantization` replaced the parameter of that name
-        raise ConfigError(f"parameter(s) {shadowed} were overwritten by non-literal values "
-                          f"({', '.join(type(params[k]).__name__ for k in shadowed)}); rename "
-                          "the variable or import that replaced them")
-    cfg = Config.from_params(plain, sections=sections)
-
-    versions.check()
-
-    results.set_output_dir(cfg.run.output_dir)
-    results.record_params(cfg.to_params())
-    return cfg
-
-
-__all__ = ["Section", "AdapterConfig", "Config", "ConfigError", "DataConfig", "ModelConfig", "RunConfig",
-           "SECTIONS", "SetupConfig", "TrainConfig", "config_from_params", "param", "register_section"]
+__all__ = ["Section", "AdapterConfig", "Config", "ConfigError", "DataConfig", "ModelConfig",
+           "RunConfig", "SetupConfig", "TrainConfig", "closest", "coerce_value", "param"]

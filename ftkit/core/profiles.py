@@ -60,7 +60,7 @@ def profiles_dir() -> Path:
     env = os.environ.get(PROFILES_ENV)
     if env:
         return Path(env).expanduser()
-    beside_package = Path(__file__).resolve().parent.parent / "papermill_runs" / "profiles"
+    beside_package = Path(__file__).resolve().parents[2] / "papermill_runs" / "profiles"
     if beside_package.is_dir():
         return beside_package
     return Path.cwd() / "papermill_runs" / "profiles"

@@ -17,7 +17,7 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ftkit.core.config import ConfigError, Section, param, register_section
+from ftkit.core.config import ConfigError, Section, param
 
 REQUIRED = ("prompt", "chosen", "rejected")
 
@@ -32,7 +32,6 @@ class PreferenceConfig(Section):
     gen_batch_size: int = param(16, "Prompts generated at once when judging.", min=1, max=512)
 
 
-register_section("preference", PreferenceConfig)
 
 
 @dataclass

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ftkit.core.config import Section, param, register_section
+from ftkit.core.config import Section, param
 from ftkit.data import dedup, split
 from ftkit.data.formatting import prompt_completion
 from ftkit.data.validate import Schema
@@ -50,7 +50,6 @@ class PrepConfig(Section):
             self.fail("max_words", f"must be at least twice min_words ({self.min_words})")
 
 
-register_section("prep", PrepConfig)
 
 
 def data_folder(path: str) -> Path:
@@ -131,7 +130,7 @@ def augmentation_similarity(encoder, sources: list[str], rows: list[dict],
 
 
 def training_pairs(tokenizer, instructions: list[str], responses: list[str],
-                   template: str = "chat") -> "datasets.Dataset":
+                   template: str = "chat"):
     """A Dataset of ``prompt``/``completion`` strings ready for completion-only SFT."""
     import datasets
 

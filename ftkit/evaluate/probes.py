@@ -5,6 +5,10 @@ fine-tuning forgets (notebooks 03, 05, 06).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from ftkit.core.config import Section, param
+
 # (question, words of which one must appear in a correct answer)
 FACT_QUESTIONS = [
     ("What is the capital of France?", ("paris",)),
@@ -40,3 +44,10 @@ def answer_is_correct(answer: str, expected: tuple[str, ...]) -> bool:
     """True if one of the expected words appears in the answer as a whole word."""
     words = set("".join(c if c.isalnum() else " " for c in answer.lower()).split())
     return any(e in words for e in expected)
+
+
+@dataclass(frozen=True)
+class ProbeSettings(Section):
+    """How many of the fixed probes a notebook asks (notebook 03)."""
+    n_questions: int = param(8, "Factual questions asked before and after quantisation.",
+                             min=1, max=len(FACT_QUESTIONS))

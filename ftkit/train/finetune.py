@@ -22,18 +22,17 @@ from ftkit import models
 from ftkit.core import env
 from ftkit.core.config import (
     AdapterConfig,
-    ConfigError,
     Section,
     TrainConfig,
     param,
-    register_section,
 )
 from ftkit.evaluate import probes, tasks
 from ftkit.evaluate.perplexity import perplexity
 from ftkit.models.generation import chat_batch
 from ftkit.train import adapters, sft
 
-METHOD_NAMES = list(get_args(get_type_hints(AdapterConfig)["peft_method"]))
+Method = get_type_hints(AdapterConfig)["peft_method"]
+METHOD_NAMES = list(get_args(Method))
 
 
 @dataclass(frozen=True)
@@ -41,49 +40,39 @@ class ExperimentConfig(Section):
     """The instruction-task experiment shared by notebooks 05-07 (paper §6.1-6.4)."""
     tasks_path: str = param("../data/instruct_tasks/tasks.jsonl",
                             "JSONL of task/instruction/response/split rows.")
-    tasks: str = param("extract", "Comma-separated tasks to train and score on.")
+    tasks: list[str] = param(["extract"], "Tasks to train and score on.")
     n_train: int = param(160, "Training examples per task.", min=1, max=100_000)
     n_test: int = param(48, "Test examples per task (scored by exact match).", min=1,
                         max=10_000)
-    methods: str = param("full,half,lora,ia3", "Comma-separated methods to compare: "
-                         f"{', '.join(METHOD_NAMES)}.")
-    method_lrs: str = param("full:2e-4,half:2e-4,lora:1e-3,dora:1e-3,ia3:5e-3",
-                            "Learning rate of each method (method:rate, comma-separated).")
+    methods: list[Method] = param(["full", "half", "lora", "ia3"], "Methods to compare.")
+    method_lrs: dict[str, float] = param(
+        {"full": 2e-4, "half": 2e-4, "lora": 1e-3, "dora": 1e-3, "ia3": 5e-3},
+        "Learning rate of each method.", min=0.0, min_exclusive=True, max=1.0)
     eval_batch_size: int = param(16, "Prompts generated at once when scoring.", min=1, max=512)
 
     def check(self) -> None:
-        methods = parse_list(self.methods, METHOD_NAMES, "ExperimentConfig.methods")
-        parse_lrs(self.method_lrs, methods)
+        missing = [m for m in self.methods if m not in self.method_lrs]
+        if missing:
+            self.fail("method_lrs", f"gives no learning rate for {missing}")
 
 
-register_section("experiment", ExperimentConfig)
-
-
-def parse_ranks(spec: str) -> list[int]:
-    """``"2,4,8"`` → ``[2, 4, 8]``: positive whole numbers, ascending, no repeats."""
-    try:
-        ranks = [int(s) for s in spec.split(",") if s.strip()]
-    except ValueError:
-        ranks = []
-    if not ranks or min(ranks) < 1 or len(set(ranks)) != len(ranks):
-        raise ConfigError(f"SweepConfig.ranks = {spec!r}: give distinct positive whole numbers, "
-                          "comma-separated, e.g. '2,4,8,16'")
-    return sorted(ranks)
 
 
 @dataclass(frozen=True)
 class SweepConfig(Section):
     """The LoRA/DoRA rank sweep of notebook 06 (paper §6.3.4)."""
-    ranks: str = param("2,4,8,16", "Ranks r to sweep for LoRA and DoRA, comma-separated.")
+    ranks: list[int] = param([2, 4, 8, 16], "Ranks r to sweep for LoRA and DoRA.", min=1,
+                             max=1024)
     analysis_rank: int = param(8, "Rank whose weights enter the ΔM/ΔD analysis (one of ranks).",
                                min=1, max=1024)
 
     def check(self) -> None:
-        if self.analysis_rank not in parse_ranks(self.ranks):
+        if len(set(self.ranks)) != len(self.ranks):
+            self.fail("ranks", "name each rank once")
+        if self.analysis_rank not in self.ranks:
             self.fail("analysis_rank", f"must be one of the swept ranks {self.ranks!r}")
 
 
-register_section("sweep", SweepConfig)
 
 
 class StepTimer(TrainerCallback):
@@ -103,34 +92,6 @@ class StepTimer(TrainerCallback):
         """Median step time; the first step (warm-up, lazy optimiser state) is left out."""
         steps = self.seconds[1:] or self.seconds
         return statistics.median(steps) if steps else float("nan")
-
-
-def parse_lrs(spec: str, methods: list[str]) -> dict[str, float]:
-    """``"full:5e-5,lora:1e-3"`` → ``{"full": 5e-5, "lora": 1e-3}``; every method needs one."""
-    lrs: dict[str, float] = {}
-    for item in filter(None, (s.strip() for s in spec.split(","))):
-        name, sep, value = item.partition(":")
-        try:
-            lr = float(value)
-        except ValueError:
-            lr = float("nan")
-        if not sep or not lr > 0:
-            raise ConfigError(f"ExperimentConfig.method_lrs item {item!r}: write method:learning_rate with a "
-                              "positive rate, e.g. 'lora:1e-3'")
-        lrs[name.strip()] = lr
-    missing = [m for m in methods if m not in lrs]
-    if missing:
-        raise ConfigError(f"ExperimentConfig.method_lrs = {spec!r} gives no learning rate for {missing}")
-    return lrs
-
-
-def parse_list(spec: str, allowed: list[str], what: str) -> list[str]:
-    """A comma-separated list whose items must be in ``allowed``."""
-    items = [s.strip() for s in spec.split(",") if s.strip()]
-    bad = [s for s in items if s not in allowed]
-    if bad or not items:
-        raise ConfigError(f"{what} = {spec!r}: unknown {bad}; choose from {allowed}")
-    return items
 
 
 def train_method(model_name: str, adapter: AdapterConfig, train: TrainConfig, train_ds,

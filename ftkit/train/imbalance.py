@@ -14,11 +14,12 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 
-from ftkit.core.config import Section, param, register_section
+from ftkit.core.config import Section, param
 from ftkit.data import balance
 from ftkit.evaluate.classification import METRICS, classification_metrics
 from ftkit.models import load
@@ -45,6 +46,8 @@ RECIPES: dict[str, Recipe] = {
 }
 TEXT_RECIPES = ("baseline", "oversample", "undersample", "class_weight", "focal",
                 "balanced_batches")  # SMOTE needs vectors; an LLM ensemble is too slow here
+HeadRecipe = Literal[tuple(RECIPES)]
+TextRecipe = Literal[TEXT_RECIPES]
 
 
 @dataclass(frozen=True)
@@ -52,7 +55,7 @@ class BalanceConfig(Section):
     """Data and methods of the balancing comparison (paper §3.1.3, §3.5.3)."""
     csv_path: str = param("../data/tickets/tickets.csv", "CSV with a text and a label column.")
     encoder_name: str = param("minilm-l6", "Frozen sentence encoder for the embedding heads.")
-    head_methods: str = param(",".join(RECIPES), "Comma-separated methods for embedding heads.")
+    head_methods: list[HeadRecipe] = param(list(RECIPES), "Methods for the embedding heads.")
     head_epochs: int = param(30, "Epochs per embedding head.", min=1, max=1000)
     head_lr: float = param(3e-3, "AdamW learning rate of the embedding heads.", min=0.0,
                            min_exclusive=True, max=1.0, log=True)
@@ -62,26 +65,16 @@ class BalanceConfig(Section):
     ensemble_size: int = param(5, "Members of the balanced-bagging ensemble.", min=1, max=50)
     minority_share: float = param(0.06, "A class below this share of rows is a minority.",
                                   min=0.0, min_exclusive=True, max=0.5, step=0.01)
-    llm_methods: str = param("baseline,class_weight,balanced_batches",
-                             "Methods for LoRA fine-tuning of model_name ('' skips it).")
+    llm_methods: list[TextRecipe] = param(["baseline", "class_weight", "balanced_batches"],
+                                          "Methods for LoRA fine-tuning of model_name ([] skips "
+                                          "it).", empty_ok=True)
     llm_steps: int = param(30, "Optimiser steps per LoRA fine-tuning run.", min=1, max=100000)
 
     def check(self) -> None:
-        for name in ("head_methods", "llm_methods"):
-            allowed = RECIPES if name == "head_methods" else TEXT_RECIPES
-            bad = [m for m in parse_methods(getattr(self, name)) if m not in allowed]
-            if bad:
-                self.fail(name, f"unknown method(s) {bad}; choose from {list(allowed)}")
-        if "baseline" not in parse_methods(self.head_methods):
+        if "baseline" not in self.head_methods:
             self.fail("head_methods", "must include 'baseline', the reference for the others")
 
 
-register_section("balance", BalanceConfig)
-
-
-def parse_methods(text: str) -> list[str]:
-    """``"baseline, focal"`` -> ``["baseline", "focal"]`` (empty string -> no methods)."""
-    return [m.strip() for m in text.split(",") if m.strip()]
 
 
 def cached_embeddings(texts: list[str], encoder_name: str, cache_dir: str | Path | None = None,

@@ -32,11 +32,11 @@ import math
 import numbers
 import time
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 from torch import nn
 
-from ftkit.core.config import ConfigError, Section, param, register_section
+from ftkit.core.config import ConfigError, Section, param
 
 COMBINATIONS: dict[str, str] = {
     "cat": "concatenate the A and B matrices: exact weighted sum of the updates, rank = sum",
@@ -61,6 +61,7 @@ NEEDS_DENSITY = frozenset({"ties", "dare_linear", "dare_ties", "magnitude_prune"
 """Combinations that prune: they need ``density`` in (0, 1], the share of entries kept."""
 
 SVD = frozenset(c for c in COMBINATIONS if c.endswith("svd"))
+Combination = Literal[tuple(COMBINATIONS)]
 """Combinations that end in an SVD: the only ones that take ``svd_rank``."""
 
 DEFAULT_DENSITY = 0.5
@@ -263,35 +264,18 @@ def mix_grid(adapters: list[str], combinations: list[str],
             for c in combinations for w in weight_sets]
 
 
-def parse_weight_sets(spec: str) -> list[list[float]]:
-    """``"1,1,1; 0.5,0.5,0.5"`` → ``[[1, 1, 1], [0.5, 0.5, 0.5]]`` (sets split by ``;``)."""
-    sets = []
-    for part in filter(None, (p.strip() for p in spec.split(";"))):
-        try:
-            sets.append([float(w) for w in part.split(",")])
-        except ValueError:
-            _fail(f"weight_sets = {spec!r}: {part!r} is not a comma-separated list of numbers")
-    if not sets or len({len(s) for s in sets}) != 1:
-        _fail(f"weight_sets = {spec!r}: give one or more sets of the same length, split by ';'")
-    return sets
-
-
 @dataclass(frozen=True)
 class MergeConfig(Section):
     """Which adapter mixes notebook 07 builds (paper §6.3.5)."""
-    combinations: str = param("cat,linear,svd,ties,dare_ties",
-                              f"Comma-separated combination types: {', '.join(COMBINATIONS)}.")
-    weight_sets: str = param("1,1;0.5,0.5",
-                             "Weights per adapter, one set per mix, sets split by ';'.")
+    combinations: list[Combination] = param(["cat", "linear", "svd", "ties", "dare_ties"],
+                                            "Combination types to build.")
+    weight_sets: list[list[float]] = param([[1.0, 1.0], [0.5, 0.5]],
+                                           "Weights per adapter, one list per mix.")
     density: float = param(0.5, "Share of entries kept by ties/dare/magnitude_prune.",
                            min=0.0, min_exclusive=True, max=1.0, step=0.05)
 
     def check(self) -> None:
-        unknown = [c.strip() for c in self.combinations.split(",")
-                   if c.strip() and c.strip() not in COMBINATIONS]
-        if unknown or not self.combinations.strip():
-            self.fail("combinations", f"unknown {unknown}; choose from {list(COMBINATIONS)}")
-        parse_weight_sets(self.weight_sets)
+        if len({len(w) for w in self.weight_sets}) != 1:
+            self.fail("weight_sets", "every set needs one weight per adapter (same length)")
 
 
-register_section("merge", MergeConfig)

@@ -1,14 +1,17 @@
-"""ipywidgets panels generated from the config dataclasses.
+"""ipywidgets panels generated from a notebook's parameter schema.
 
-``panel = ft.panel(cfg)`` shows one collapsible section per stage; numbers get bounded inputs
-(log-scale sliders for learning rates), ``Literal`` fields dropdowns, booleans checkboxes,
-strings text boxes, each with its help text. ``panel.value`` is a new validated Config; a bad
-entry shows its validation message in the panel. In a batch run nothing fires events, so
-``panel.value`` is the injected config, unchanged (only fields a person edited are read back).
+``panel = ft.panel(params)`` shows exactly the fields the notebook declares, one collapsible
+group per stage section; numbers get bounded inputs (log-scale sliders for learning rates),
+``Literal`` fields dropdowns, booleans checkboxes, strings and lists text boxes (lists written
+as Python lists), each with its help text. Choosing another ``profile`` loads that profile's
+values into the form. ``panel.value`` is a new validated parameter set; a bad entry shows its
+validation message in the panel. In a batch run nothing fires events, so ``panel.value`` is
+the injected parameters, unchanged (only fields a person edited are read back).
 Used in every notebook.
 """
 from __future__ import annotations
 
+import ast
 import dataclasses
 import html
 import os
@@ -17,9 +20,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ftkit.core import results
-from ftkit.core.config import Config, ConfigError
+from ftkit.core.config import ConfigError
 from ftkit.core.env import headless
 from ftkit.core.profiles import save_notebook_params
+from ftkit.core.schema import NotebookParams, profile_values
 
 _STYLE = {"description_width": "140px"}
 
@@ -50,6 +54,8 @@ def field_widget(f: dataclasses.Field, hint: Any, value: Any):
         widget = w.Checkbox(value=value, description=f.name, style=_STYLE, indent=True)
     elif hint in (int, float):
         widget = _number_widget(f, value, hint)
+    elif typing.get_origin(hint) in (list, dict):
+        widget = w.Text(value=repr(value), description=f.name, style=_STYLE)
     else:
         widget = w.Text(value=str(value), description=f.name, style=_STYLE)
     widget.tooltip = f.metadata.get("help", "")
@@ -57,26 +63,34 @@ def field_widget(f: dataclasses.Field, hint: Any, value: Any):
 
 
 class Panel:
-    """A form over a Config; ``.value`` gives the validated config the form describes."""
-    def __init__(self, cfg: Config) -> None:
+    """A form over a notebook's parameters; ``.value`` gives the validated parameters."""
+    def __init__(self, params: NotebookParams) -> None:
         import ipywidgets as w
 
-        self.base, self.edited, self.widgets = cfg, set(), {}
+        self.base, self.edited, self.widgets = params, set(), {}
+        self.hints = typing.get_type_hints(type(params))
         self.message = w.HTML("")
-        boxes = []
-        for name, section in cfg.sections.items():
-            hints = typing.get_type_hints(type(section))
-            items = []
-            for f in dataclasses.fields(section):
-                widget = field_widget(f, hints[f.name], getattr(section, f.name))
-                widget.observe(self._on_change(f.name), names="value")
-                self.widgets[f.name] = widget
-                items.append(w.HBox([widget, w.HTML(f"<small>{f.metadata.get('help', '')}</small>")]))
-            boxes.append(w.VBox(items))
-        # One collapsible section per stage, all open: every value is visible at a glance.
-        self.sections = [w.Accordion(children=[box], titles=(name,), selected_index=0)
-                         for name, box in zip(cfg.sections, boxes)]
+        groups: dict[str, list] = {}
+        for f in dataclasses.fields(params):
+            widget = field_widget(f, self.hints[f.name], getattr(params, f.name))
+            widget.observe(self._on_change(f.name), names="value")
+            self.widgets[f.name] = widget
+            groups.setdefault(f.metadata["group"], []).append(
+                w.HBox([widget, w.HTML(f"<small>{f.metadata.get('help', '')}</small>")]))
+        # One collapsible group per stage section, all open: every value is visible at a glance.
+        self.sections = [w.Accordion(children=[w.VBox(items)], titles=(name,), selected_index=0)
+                         for name, items in groups.items()]
         self.box = w.VBox([*self.sections, self.message, self._save_row()])
+
+    def load_profile(self, name: str) -> None:
+        """Fill the form with profile ``name``'s values for this notebook."""
+        schema = type(self.base)
+        values = {**schema.defaults(), **profile_values(schema, name), "profile": name}
+        for key, value in values.items():
+            widget = self.widgets[key]
+            shown = repr(value) if typing.get_origin(self.hints[key]) in (list, dict) else value
+            if widget.value != shown:
+                widget.value = shown  # fires _on_change, which marks the field edited
 
     def _save_row(self):
         """A name box and a button that save the current values as a papermill profile."""
@@ -101,22 +115,40 @@ class Panel:
         """Save the panel's values as ``papermill_runs/profiles/<name>.yaml``; see ftkit.core.profiles."""
 
         params = {k: v for k, v in self.value.to_params().items() if k != "output_dir"}
-        return save_notebook_params(name, notebook or current_notebook(), params)
+        return save_notebook_params(name, notebook or self.base.NOTEBOOK, params)
 
     def command(self, name: str, notebook: str | None = None) -> str:
         """The one command that reruns this notebook in batch with profile ``name``."""
-        stem = notebook or current_notebook()
+        stem = notebook or self.base.NOTEBOOK
         return f"ftkit run --profile {name}" + (f" --only {stem}" if stem else "")
 
     def _on_change(self, name: str):
         def handler(change: dict) -> None:
             self.edited.add(name)
+            if name == "profile" and not self._loading:
+                self._loading = True
+                try:
+                    self.load_profile(change["new"])
+                finally:
+                    self._loading = False
             self._validate()
         return handler
 
-    def _validate(self) -> Config | None:
+    _loading = False
+
+    def _read(self, name: str):
+        value = self.widgets[name].value
+        if typing.get_origin(self.hints[name]) in (list, dict):
+            try:
+                return ast.literal_eval(value)
+            except (ValueError, SyntaxError):
+                raise ConfigError(f"{name} = {value!r}: write a Python list or dict, e.g. "
+                                  "[2, 4, 8]") from None
+        return value
+
+    def _validate(self) -> NotebookParams | None:
         try:
-            cfg = self.base.replace(**{n: self.widgets[n].value for n in self.edited})
+            cfg = self.base.replace(**{n: self._read(n) for n in self.edited})
         except ConfigError as err:
             self.message.value = f"<b style='color:#b00'>Not valid:</b> {err}"
             return None
@@ -124,8 +156,8 @@ class Panel:
         return cfg
 
     @property
-    def value(self) -> Config:
-        """The config as edited; raises ConfigError with the panel's message if invalid."""
+    def value(self) -> NotebookParams:
+        """The parameters as edited; raises ConfigError with the panel's message if invalid."""
         if not self.edited:
             return self.base
         cfg = self._validate()
@@ -152,6 +184,6 @@ def current_notebook() -> str | None:
     return Path(session).stem if session.endswith(".ipynb") else None
 
 
-def panel(cfg: Config) -> Panel:
-    """Show ``cfg`` as an editable form; read the result back with ``panel.value``."""
-    return Panel(cfg)
+def panel(params: NotebookParams) -> Panel:
+    """Show ``params`` as an editable form; read the result back with ``panel.value``."""
+    return Panel(params)

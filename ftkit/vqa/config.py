@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ftkit.core.config import Section, param, register_section
+from ftkit.core.config import Section, param
 from ftkit.vqa.model import OFFLINE
 
 
@@ -50,4 +50,3 @@ class VQAConfig(Section):
                       "'HuggingFaceTB/SmolVLM-256M-Instruct'")
 
 
-register_section("vqa", VQAConfig)

@@ -1,0 +1,204 @@
+"""The parameter schema of every notebook: one declaration read by the ``parameters`` cell, the
+panel, the profiles and ``ftkit run``.
+
+Each entry takes fields from the stage sections (their types, help texts and ranges live where
+the stage is written) with this notebook's defaults, which are also its ``parameters`` cell
+(``tests/ui/test_schemas.py`` checks that they agree). Names are local to a notebook.
+
+In a notebook: ``params = ft.config_from_params(globals(), "06_lora_vs_dora")``.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from ftkit.align.dpo import DPOSettings
+from ftkit.align.ppo import PPOSettings
+from ftkit.align.reward import RewardConfig
+from ftkit.asr.whisper import ASRConfig
+from ftkit.core import results, versions
+from ftkit.core.config import (
+    AdapterConfig,
+    ConfigError,
+    DataConfig,
+    ModelConfig,
+    RunConfig,
+    SetupConfig,
+    TrainConfig,
+    closest,
+)
+from ftkit.core.schema import (
+    PLAIN,
+    NotebookParams,
+    cell_parameters,
+    notebook_schema,
+    resolve,
+)
+from ftkit.data.preferences import PreferenceConfig
+from ftkit.data.prep import PrepConfig
+from ftkit.evaluate.probes import ProbeSettings
+from ftkit.train.finetune import ExperimentConfig, SweepConfig
+from ftkit.train.imbalance import BalanceConfig
+from ftkit.train.merging import MergeConfig
+from ftkit.vqa.config import VQAConfig
+
+TASKS = "../data/instruct_tasks/tasks.jsonl"
+PREFS = "../data/preferences/preferences.jsonl"
+
+
+def _run(notebook: str) -> tuple[type, dict[str, Any]]:
+    return RunConfig, {"profile": "workshop", "seed": 42, "output_dir": f"outputs/{notebook}"}
+
+
+def _schema(notebook: str, class_name: str, **groups) -> type:
+    return notebook_schema(notebook, class_name, run=_run(notebook), **groups)
+
+
+SCHEMAS: dict[str, type] = {s.NOTEBOOK: s for s in [
+    _schema(
+        "00_setup_and_environment", "SetupParams",
+        setup=(SetupConfig, {"matmul_size": 1024, "matmul_seconds": 2.0, "check_packs": True})),
+    _schema(
+        "01_data_preparation", "DataPreparationParams",
+        prep=(PrepConfig, {"data_dir": "data/support_records", "dedup_threshold": 0.5,
+                           "min_words": 3, "max_words": 250, "stopword_share": 0.15,
+                           "n_folds": 5, "augment_copies": 1, "n_synthetic": 16, "n_shots": 4}),
+        model=(ModelConfig, {"model_name": "smollm2-135m", "max_length": 512,
+                             "max_new_tokens": 32}),
+        data=(DataConfig, {"eval_fraction": 0.2})),
+    _schema(
+        "02_data_balancing", "DataBalancingParams",
+        balance=(BalanceConfig, {
+            "csv_path": "../data/tickets/tickets.csv", "minority_share": 0.06,
+            "encoder_name": "minilm-l6",
+            "head_methods": ["baseline", "oversample", "undersample", "smote", "class_weight",
+                             "focal", "balanced_batches", "ensemble"],
+            "head_epochs": 30, "head_lr": 3e-3, "head_seeds": 3, "focal_gamma": 2.0,
+            "ensemble_size": 5, "llm_methods": ["baseline", "class_weight", "balanced_batches"],
+            "llm_steps": 30}),
+        data=(DataConfig, {"text_column": "text", "label_column": "label", "max_samples": 0,
+                           "eval_fraction": 0.25}),
+        model=(ModelConfig, {"model_name": "smollm2-135m", "max_length": 64}),
+        train=(TrainConfig, {"lr": 1e-3, "batch_size": 16}),
+        adapter=(AdapterConfig, {"lora_r": 8, "lora_alpha": 16.0})),
+    _schema(
+        "03_model_initialisation", "ModelInitialisationParams",
+        model=(ModelConfig, {"model_name": "smollm2-135m", "dtype": "float32",
+                             "quantization": "int8-weight", "max_new_tokens": 40}),
+        probes=(ProbeSettings, {"n_questions": 8})),
+    _schema(
+        "05_full_vs_peft", "FullVsPeftParams",
+        model=(ModelConfig, {"model_name": "smollm2-135m", "max_length": 160,
+                             "max_new_tokens": 40}),
+        experiment=(ExperimentConfig, {
+            "tasks_path": TASKS, "tasks": ["extract"], "n_train": 160, "n_test": 48,
+            "methods": ["full", "half", "lora", "ia3"],
+            "method_lrs": {"full": 2e-4, "half": 2e-4, "lora": 1e-3, "dora": 1e-3, "ia3": 5e-3},
+            "eval_batch_size": 16}),
+        train=(TrainConfig, {"max_steps": 20, "batch_size": 8, "eval_steps": 10,
+                             "warmup_ratio": 0.1}),
+        adapter=(AdapterConfig, {"lora_r": 4, "lora_alpha": 16.0, "half_round_steps": 0})),
+    _schema(
+        "06_lora_vs_dora", "LoraVsDoraParams",
+        model=(ModelConfig, {"model_name": "smollm2-135m", "max_length": 160,
+                             "max_new_tokens": 32}),
+        experiment=(ExperimentConfig, {
+            "tasks_path": TASKS, "tasks": ["extract", "date"], "methods": ["lora", "dora"],
+            "n_train": 40, "n_test": 24,
+            "method_lrs": {"full": 2e-4, "lora": 1e-3, "dora": 1e-3}, "eval_batch_size": 16}),
+        sweep=(SweepConfig, {"ranks": [2, 4, 8], "analysis_rank": 8}),
+        train=(TrainConfig, {"max_steps": 10, "batch_size": 8, "eval_steps": 10,
+                             "warmup_ratio": 0.1}),
+        adapter=(AdapterConfig, {"lora_alpha": 16.0})),
+    _schema(
+        "07_adapter_merging", "AdapterMergingParams",
+        model=(ModelConfig, {"model_name": "smollm2-135m", "max_length": 160,
+                             "max_new_tokens": 32}),
+        experiment=(ExperimentConfig, {
+            "tasks_path": TASKS, "tasks": ["extract", "date"], "n_train": 96, "n_test": 24,
+            "methods": ["lora"], "method_lrs": {"lora": 1e-3}, "eval_batch_size": 16}),
+        merge=(MergeConfig, {"combinations": ["cat", "linear", "svd", "ties", "dare_ties"],
+                             "weight_sets": [[1.0, 1.0], [0.5, 0.5]], "density": 0.5}),
+        train=(TrainConfig, {"max_steps": 16, "batch_size": 8, "eval_steps": 16,
+                             "warmup_ratio": 0.1}),
+        adapter=(AdapterConfig, {"lora_r": 8, "lora_alpha": 16.0})),
+    _schema(
+        "08_dpo_alignment", "DPOAlignmentParams",
+        model=(ModelConfig, {"model_name": "smollm2-135m", "max_length": 96,
+                             "max_new_tokens": 16}),
+        preference=(PreferenceConfig, {"prefs_path": PREFS, "n_pairs": 0, "n_heldout": 32,
+                                       "gen_batch_size": 16}),
+        dpo=(DPOSettings, {"betas": [0.1, 1.0], "beta": 0.1}),
+        train=(TrainConfig, {"lr": 5e-4, "max_steps": 16, "batch_size": 4, "warmup_ratio": 0.0,
+                             "lr_scheduler": "constant"}),
+        adapter=(AdapterConfig, {"lora_r": 8, "lora_alpha": 16.0})),
+    _schema(
+        "09_rlhf_reward_and_ppo", "RewardAndPPOParams",
+        model=(ModelConfig, {"model_name": "smollm2-135m", "max_length": 96,
+                             "max_new_tokens": 12}),
+        preference=(PreferenceConfig, {"prefs_path": PREFS, "n_pairs": 0, "n_heldout": 32,
+                                       "gen_batch_size": 16}),
+        reward=(RewardConfig, {"reward_model": "minilm-l6", "rm_epochs": 2, "rm_lr": 1e-4,
+                               "rm_batch_size": 16, "rm_max_length": 64}),
+        ppo=(PPOSettings, {"ppo_iterations": 10, "ppo_prompts": 4, "ppo_samples": 4,
+                           "ppo_epochs": 2, "ppo_lr": 3e-4, "kl_coef": 0.2}),
+        dpo=(DPOSettings, {"beta": 0.1}),
+        train=(TrainConfig, {"lr": 5e-4, "max_steps": 12, "batch_size": 4, "warmup_ratio": 0.0,
+                             "lr_scheduler": "constant"}),
+        adapter=(AdapterConfig, {"lora_r": 8})),
+    _schema(
+        "16_whisper_asr", "WhisperASRParams",
+        model=(ModelConfig, {"model_name": "whisper-tiny.en", "max_new_tokens": 48}),
+        asr=(ASRConfig, {
+            "manifest_path": "../data/asr_jargon/manifest.jsonl", "n_train_domain": 48,
+            "n_train_everyday": 24, "renderings": 2, "n_val": 12, "n_test_domain": 60,
+            "n_test_everyday": 40, "augment_share": 0.5, "snr_choices": [5.0, 10.0, 20.0],
+            "speed_delta": 0.1, "pitch_semitones": 2.0, "asr_methods": ["full", "lora"],
+            "lora_lr": 1e-3, "patience": 2}),
+        train=(TrainConfig, {"lr": 1e-4, "num_epochs": 3.0, "max_steps": 0, "batch_size": 16,
+                             "eval_steps": 9, "warmup_ratio": 0.1}),
+        adapter=(AdapterConfig, {"lora_r": 16, "lora_alpha": 32.0})),
+    _schema(
+        "17_multimodal_vqa", "MultimodalVQAParams",
+        model=(ModelConfig, {"model_name": "smollm2-135m"}),
+        vqa=(VQAConfig, {
+            "vlm_name": "offline", "text_encoder": "minilm-l6",
+            "vqa_data": "../data/vqa_shapes/manifest.json", "n_scenes": 1200,
+            "n_eval_scenes": 40, "image_size": 32, "patch_size": 8, "vision_hidden": 128,
+            "vision_layers": 4, "clip_steps": 200, "clip_batch_size": 128, "clip_lr": 2e-3,
+            "caption_steps": 10, "caption_lora_steps": 10, "vqa_steps": 150,
+            "projector_lr": 2e-3, "vqa_batch_size": 40, "grid_images": 8}),
+        train=(TrainConfig, {"lr": 2e-3, "batch_size": 16, "warmup_ratio": 0.1}),
+        adapter=(AdapterConfig, {"lora_r": 8, "lora_alpha": 16.0})),
+]}
+
+
+def schema_for(notebook: str) -> type:
+    """The schema class of ``notebook`` (its stem); an unknown stem names the closest."""
+    try:
+        return SCHEMAS[notebook]
+    except KeyError:
+        raise ConfigError(f"no parameter schema for notebook {notebook!r}"
+                          f"{closest(notebook, SCHEMAS)}") from None
+
+
+def config_from_params(namespace: dict[str, Any], notebook: str) -> NotebookParams:
+    """The validated parameters of ``notebook`` from its ``parameters`` cell (``globals()``).
+
+    Unknown names stop here, naming the closest valid one; ``profile`` loads that profile's
+    values, and values given explicitly win. Points ``ft.record`` at ``output_dir``.
+    """
+    schema = schema_for(notebook)
+    shadowed = sorted(k for k in schema.names() if k in namespace
+                      and not isinstance(namespace[k], PLAIN))
+    if shadowed:  # e.g. `from ftkit import quantization` replaced the parameter of that name
+        raise ConfigError(f"parameter(s) {shadowed} of {notebook} were overwritten by non-literal "
+                          f"values ({', '.join(type(namespace[k]).__name__ for k in shadowed)}); "
+                          "rename the variable or import that replaced them")
+    params = resolve(schema, cell_parameters(namespace), f"notebook {notebook}")
+    versions.check()
+    results.set_output_dir(params.run.output_dir)
+    results.record_params(params.to_params())
+    return params
+
+
+__all__ = ["SCHEMAS", "config_from_params", "schema_for"]
