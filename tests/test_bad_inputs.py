@@ -32,9 +32,9 @@ from ftkit.core.config import (
     TrainConfig,
 )
 from ftkit.core.schema import resolve
-from ftkit.ui.schemas import config_from_params, schema_for
 from ftkit.data import balance, formatting, instruct, load, validate
 from ftkit.train import adapters, classifier, finetune, lora_classifier, merging, sft
+from ftkit.ui.schemas import config_from_params, schema_for
 
 BASE = {"run": RunConfig, "model": ModelConfig, "data": DataConfig, "train": TrainConfig,
         "adapter": AdapterConfig}

@@ -103,13 +103,6 @@ def test_bad_inputs_are_converted_or_refused():
             vt.user_turn(empty)
 
 
-@pytest.fixture(scope="module")
-def tiny_vlm():
-    lm, tokenizer = ft.load("tiny-llama")
-    vision = vm.vision_encoder(vm.vision_config(32, 8, hidden_size=32, num_layers=1))
-    return vm.assemble(lm, tokenizer, vision)
-
-
 def test_processor_round_trip(tiny_vlm, tmp_path):
     from transformers import LlavaProcessor
 

@@ -5,7 +5,13 @@ import json
 import ipywidgets as w
 import pytest
 
-from ftkit.core.config import AdapterConfig, ConfigError, ModelConfig, RunConfig, TrainConfig
+from ftkit.core.config import (
+    AdapterConfig,
+    ConfigError,
+    ModelConfig,
+    RunConfig,
+    TrainConfig,
+)
 from ftkit.core.schema import notebook_schema, resolve
 from ftkit.train.finetune import SweepConfig
 from ftkit.ui.panel import panel

@@ -39,8 +39,9 @@ from ftkit.core.config import (
 from ftkit.core.env import headless, use_bf16
 from ftkit.evaluate.judge import judge_rows, summary, win_rate
 from ftkit.models.generation import chat_batch
+from ftkit.train import factory
 from ftkit.train.adapters import apply_method, require_peft
-from ftkit.train.callbacks import compact_logs, show_in_place
+from ftkit.train.callbacks import show_in_place
 from ftkit.train.sft import unwrap
 
 
@@ -181,10 +182,9 @@ def make_dpo_trainer(model, tokenizer, train_ds, train: TrainConfig, beta: float
         raise ConfigError(f"TrainConfig.batch_size = {train.batch_size} is larger than the "
                           f"preference set ({len(train_ds)} pairs)")
     args = dpo_arguments(train, beta, output_dir, seed, max_length, **overrides)
-    curves = LiveCurves(DPO_CURVES, title, every=1)
-    trainer = DPOTrainer(model=model, args=args, train_dataset=train_ds,
-                         processing_class=tokenizer, callbacks=[curves])
-    return compact_logs(trainer)  # LiveCurves prints one compact line per step
+    curves = LiveCurves(DPO_CURVES, title, every=1)  # prints one compact line per step
+    return factory.build(DPOTrainer, model, args, path="dpo", plot=curves,
+                         train_dataset=train_ds, processing_class=tokenizer)
 
 
 def train_dpo(model_name: str, adapter: AdapterConfig, train: TrainConfig, beta: float,

@@ -28,8 +28,9 @@ from transformers import TrainerCallback
 from ftkit.asr.audio import SAMPLE_RATE, check_transcript
 from ftkit.core.config import ConfigError, Section, param
 from ftkit.core.env import MemoryTracker, bf16_autocast
+from ftkit.train import factory
 from ftkit.train.adapters import trainable_summary
-from ftkit.train.callbacks import compact_logs, live_plot
+from ftkit.train.callbacks import live_plot
 from ftkit.train.sft import training_arguments
 
 
@@ -331,8 +332,8 @@ def train_decoder(model, processor, train_ds, val_states, val_texts, train_cfg, 
 
     ``model`` must come from :func:`apply_method`. Training uses ftkit's TrainingArguments
     (:func:`ftkit.train.sft.training_arguments`: gradient clipping at ``max_grad_norm``, warm-up
-    then ``lr_scheduler``, bf16 autocast) and a plain transformers ``Trainer``: the model's
-    input is encoder states, not token ids, so the causal-LM factory does not fit. Validation
+    then ``lr_scheduler``, bf16 autocast) and a transformers ``Trainer`` from the trainer factory
+    (``ftkit.train.factory``; the model's input is encoder states, not token ids). Validation
     WER drives early stopping (:class:`WERStopping`); a LoRA model comes back merged.
     """
 
@@ -346,11 +347,10 @@ def train_decoder(model, processor, train_ds, val_states, val_texts, train_cfg, 
     stopper = WERStopping(model, processor, val_states, val_texts, patience, max_new_tokens)
     args = training_arguments(train_cfg, output_dir, seed, remove_unused_columns=False,
                               label_names=["labels"], logging_steps=1)
-    trainer = Trainer(model=CachedEncoderWhisper(model), args=args, train_dataset=train_ds,
-                      eval_dataset=val_ds, data_collator=collate,
-                      callbacks=[stopper, live_plot(f"Whisper decoder: {method}",
-                                                    metric="eval_wer"), *(callbacks or [])])
-    compact_logs(trainer)
+    trainer = factory.build(Trainer, CachedEncoderWhisper(model), args, path="whisper",
+                            plot=live_plot(f"Whisper decoder: {method}", metric="eval_wer"),
+                            callbacks=[stopper, *(callbacks or [])], train_dataset=train_ds,
+                            eval_dataset=val_ds, data_collator=collate)
     trainer.evaluate()  # WER before the first step: the baseline early stopping must beat
     t0 = time.perf_counter()
     with MemoryTracker() as mem:  # the training alone, not the baseline decoding

@@ -18,8 +18,7 @@ from accelerate.utils import extract_model_from_parallel
 
 from ftkit.core.config import ConfigError, TrainConfig
 from ftkit.core.env import headless, use_bf16
-from ftkit.train import checkpoints
-from ftkit.train.callbacks import compact_logs, live_plot
+from ftkit.train import checkpoints, factory
 from ftkit.train.checkpoints import IntegrityCallback, latest_valid_checkpoint
 from ftkit.train.speed.fastloss import LabelOnlyLossTrainer
 from ftkit.train.speed.frozen_linear import FrozenWeightCache, use_recast_frozen_linears
@@ -165,20 +164,19 @@ def make_trainer(model, tokenizer, train_ds, eval_ds, train: TrainConfig, output
     overrides = checkpoints.save_overrides(save_steps, overrides)
     if eval_ds is None:
         overrides.setdefault("eval_strategy", "no")
-    integrity = [checkpoints.IntegrityCallback()] if save_steps else []
     collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100)
     args = training_arguments(train, output_dir, seed, **overrides)
     levers = _switch_layers(model, args.bf16, frozen_bf16, recast_frozen, hold_frozen_bf16,
                             fused_lora)
     packed = packing and use_packed_attention(model)
-    trainer = LabelOnlyLossTrainer(
-        model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-        data_collator=flatten_collator() if packed else collator,
-        callbacks=[live_plot(title), *(callbacks or []), *levers, *integrity])
+    trainer = factory.build(LabelOnlyLossTrainer, model, args, path="sft", title=title,
+                            callbacks=[*(callbacks or []), *levers], train_dataset=train_ds,
+                            eval_dataset=eval_ds,
+                            data_collator=flatten_collator() if packed else collator)
     trainer.label_only = label_only_logits
     if packed:
         trainer.eval_collator = collator
-    return compact_logs(trainer)
+    return trainer
 
 
 def train(trainer, resume: bool = True):

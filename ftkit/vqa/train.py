@@ -19,8 +19,8 @@ from PIL import Image
 
 from ftkit.core.config import ConfigError, TrainConfig
 from ftkit.core.env import use_bf16
+from ftkit.train import factory
 from ftkit.train.adapters import trainable_summary
-from ftkit.train.callbacks import compact_logs, live_plot
 from ftkit.train.finetune import StepTimer
 from ftkit.train.sft import frozen_weights_to_bf16, training_arguments, unwrap
 from ftkit.train.speed.fastloss import _parts
@@ -164,9 +164,9 @@ def trainer(model, processor, examples: list[dict], train: TrainConfig, output_d
                               logging_steps=max(1, (train.max_steps or 10) // 10))
     size = getattr(getattr(model, "config", None), "vision_config", None)
     size = getattr(size, "image_size", None) if size is not None else None
-    return compact_logs(_vlm_trainer_class()(model=model, args=args, train_dataset=examples,
-                                             data_collator=VLMCollator(processor, size),
-                                             callbacks=[live_plot(title), *(callbacks or [])]))
+    return factory.build(_vlm_trainer_class(), model, args, path="vqa", title=title,
+                         callbacks=callbacks, train_dataset=examples,
+                         data_collator=VLMCollator(processor, size))
 
 
 def train_stage(model, processor, examples: list[dict], train: TrainConfig, steps: int,
