@@ -8,7 +8,7 @@ import pytest
 
 from ftkit.data import load, pii, prep
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

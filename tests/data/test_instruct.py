@@ -16,7 +16,7 @@ from ftkit.data import instruct
 from ftkit.evaluate import tasks
 from ftkit.models.generation import chat_batch
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TASKS_FILE = ROOT / "data" / "instruct_tasks" / "tasks.jsonl"
 TEAMS = {"Kestrel", "Heron", "Osprey", "Wren", "Finch"}
 

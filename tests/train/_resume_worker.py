@@ -1,7 +1,7 @@
-"""A short, deterministic LoRA run on tiny-llama with checkpoints, for tests/test_resume.py.
+"""A short, deterministic LoRA run on tiny-llama with checkpoints, for tests/train/test_checkpoints.py.
 
 The test imports :func:`run` for the uninterrupted reference and starts this file as a process
-(``python tests/_resume_worker.py OUT_DIR [--resume] [--step-delay S]``, headless) that it
+(``python tests/train/_resume_worker.py OUT_DIR [--resume] [--step-delay S]``, headless) that it
 SIGKILLs mid-run and then resumes. The process writes ``OUT_DIR/history.json`` (the Trainer's
 log history) when training has finished.
 

@@ -15,8 +15,8 @@ import pytest
 from ftkit.core.config import ConfigError
 from ftkit.train import checkpoints
 
-ROOT = Path(__file__).resolve().parents[1]
-WORKER_PATH = ROOT / "tests" / "_resume_worker.py"
+ROOT = Path(__file__).resolve().parents[2]
+WORKER_PATH = Path(__file__).resolve().parent / "_resume_worker.py"
 _spec = importlib.util.spec_from_file_location("_resume_worker", WORKER_PATH)
 worker = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(worker)

@@ -16,7 +16,7 @@ from ftkit.vqa import VQAConfig, contrastive, evaluate, shapes
 from ftkit.vqa import model as vm
 from ftkit.vqa import train as vt
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MANIFEST = ROOT / "data" / "vqa_shapes" / "manifest.json"
 
 

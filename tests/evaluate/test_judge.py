@@ -6,7 +6,7 @@ import pytest
 from ftkit.data import preferences
 from ftkit.evaluate import judge
 
-DATA = Path(__file__).resolve().parents[1] / "data" / "preferences" / "preferences.jsonl"
+DATA = Path(__file__).resolve().parents[2] / "data" / "preferences" / "preferences.jsonl"
 
 
 @pytest.mark.parametrize("reply, answer, max_words, correct, compliant", [

@@ -8,7 +8,7 @@ import pytest
 from ftkit.core.config import ConfigError
 from ftkit.data import preferences
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "data" / "preferences" / "preferences.jsonl"
 GOOD = {"prompt": "What is 2 plus 2? Just the number.", "chosen": "4", "rejected": "2 plus 2 is 4."}
 

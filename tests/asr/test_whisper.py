@@ -12,7 +12,7 @@ import torch
 from ftkit.asr import audio, speech, whisper
 from ftkit.core.config import ConfigError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MANIFEST = ROOT / "data" / "asr_jargon" / "manifest.jsonl"
 needs_backend = pytest.mark.skipif(not speech.available_backends(), reason=speech.INSTALL_HINT)
 
