@@ -42,7 +42,7 @@ from ftkit.models.generation import chat_batch
 from ftkit.train import factory
 from ftkit.train.adapters import apply_method, require_peft
 from ftkit.train.callbacks import show_in_place
-from ftkit.train.sft import unwrap
+from ftkit.train.sft import report_targets, unwrap
 
 
 @dataclass(frozen=True)
@@ -166,7 +166,8 @@ def dpo_arguments(train: TrainConfig, beta: float, output_dir: str, seed: int = 
         lr_scheduler_type=train.lr_scheduler, max_grad_norm=train.max_grad_norm,
         weight_decay=train.weight_decay, bf16=use_bf16(train.bf16),
         use_cpu=not torch.cuda.is_available(), gradient_checkpointing=False,
-        logging_steps=1, save_strategy="no", eval_strategy="no", report_to=[],
+        logging_steps=1, save_strategy="no", eval_strategy="no",
+        report_to=report_targets(train),
         max_length=max_length, disable_tqdm=headless(), dataloader_num_workers=0)
     return DPOConfig(**{**args, **overrides})
 
@@ -207,6 +208,26 @@ def train_dpo(model_name: str, adapter: AdapterConfig, train: TrainConfig, beta:
     model = unwrap(trainer).eval()
     model.config.use_cache = True
     return model, row, logs
+
+
+def beta_sweep(model_name: str, adapter: AdapterConfig, train: TrainConfig, betas: list[float],
+               train_ds, tokenizer, test_rows: list[dict], ref_judged: list[dict],
+               max_new_tokens: int, gen_batch_size: int, output_dir: str, seed: int = 42,
+               max_length: int = 256, progress=None) -> tuple[list[dict], dict[str, list[str]]]:
+    """DPO at each β on the same pairs; each policy judged on the held-out prompts with its
+    KL to the reference (paper §6.9.2). Returns ``(rows, replies by label)``. Notebook 08."""
+    rows, replies = [], {}
+    for b in sorted(betas):
+        model, cost, _ = train_dpo(model_name, adapter, train, b, train_ds,
+                                   f"{output_dir}/beta_{b:g}", seed, max_length)
+        answers, judged = judge_policy(model, tokenizer, test_rows, max_new_tokens,
+                                       gen_batch_size, progress)
+        kl = token_kl(model, tokenizer, [r["prompt"] for r in test_rows], answers,
+                      gen_batch_size)
+        rows.append({"beta": b, **policy_row(judged, ref_judged, kl), **cost})
+        replies[f"DPO β={b:g}"] = answers
+        del model
+    return rows, replies
 
 
 def reply_batch(tokenizer, prompts: list[str], replies: list[str]) -> tuple[dict, torch.Tensor]:

@@ -205,6 +205,9 @@ class TrainConfig(Section):
                                  max=100.0)
     eval_steps: int = param(25, "Evaluate every this many optimiser steps.", min=1)
     bf16: bool = param(True, "bf16 autocast (about 2x faster on CPUs with AVX-512 BF16).")
+    report_to: Literal["tensorboard", "mlflow", "trackio", "none"] = param(
+        "tensorboard", "Where the trainer also writes its logged curves: TensorBoard event files "
+        "under output_dir/runs, an MLflow or trackio run (each needs its package), or nowhere.")
 
 
 @dataclass(frozen=True)

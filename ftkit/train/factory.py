@@ -3,7 +3,9 @@
 ``build`` wraps a transformers or TRL trainer class with what every ftkit run shares: the live
 loss plot (or a path's own live curves), one compact log line per evaluation, integrity
 markers on checkpoints (``ftkit.train.checkpoints``; resume with ``ftkit.train.sft.train``),
-the speed layer's callbacks, and a ``ftkit_path`` tag that says which path built it. The paths:
+the speed layer's callbacks, TensorBoard event files under ``output_dir/runs`` (or MLflow,
+trackio: ``TrainConfig.report_to``), and a ``ftkit_path`` tag that says which path built it.
+The paths:
 
 - ``sft``: causal-LM fine-tuning (``ftkit.train.sft.make_trainer``; notebooks 05-07, 02's LLM);
 - ``dpo``: TRL's DPOTrainer (``ftkit.align.dpo.make_dpo_trainer``; notebooks 08, 09);
@@ -15,7 +17,10 @@ applies before it creates the model's optimiser state.
 """
 from __future__ import annotations
 
+import os
 from typing import Any
+
+from transformers.integrations import TensorBoardCallback
 
 from ftkit.train.callbacks import compact_logs, live_plot
 from ftkit.train.checkpoints import IntegrityCallback
@@ -47,6 +52,11 @@ def build(trainer_cls: type, model, args, *, path: str, title: str = "training",
     shared = [plot if plot is not None else live_plot(title), *(callbacks or []), *integrity]
     trainer = trainer_cls(model=model, args=args, callbacks=shared, **trainer_kwargs)
     trainer.ftkit_path = path
+    for callback in trainer.callback_handler.callbacks:
+        # event files under output_dir/runs, also when the first log is an evaluation before
+        # training (transformers would otherwise write them below the current directory)
+        if isinstance(callback, TensorBoardCallback) and callback.logging_dir is None:
+            callback.logging_dir = os.path.join(args.output_dir, "runs")
     return compact_logs(trainer)
 
 

@@ -10,11 +10,14 @@ simple factual questions still answered (:mod:`ftkit.evaluate.probes`). Paper §
 """
 from __future__ import annotations
 
+import dataclasses
+import gc
 import statistics
 import time
 from dataclasses import dataclass
 from typing import Any, get_args, get_type_hints
 
+import pandas as pd
 import torch
 from transformers import TrainerCallback
 
@@ -152,3 +155,81 @@ def forward_latency_ms(model, batch: dict, repeats: int = 5) -> float:
         model(**batch)
         best = min(best, time.perf_counter() - t0)
     return best * 1000
+
+
+@dataclasses.dataclass
+class MethodComparison:
+    """What :func:`compare_methods` measured: a cost-and-score row per method, the answers
+    each method gave to the test prompts, and the models asked to be kept."""
+    rows: dict[str, dict]
+    answers: dict[str, Any]
+    kept: dict[str, Any]
+
+
+def compare_methods(model_name: str, adapter: AdapterConfig, train: TrainConfig,
+                    methods: list[str], lrs: dict[str, float], train_ds, eval_ds, tokenizer,
+                    test_rows: list[dict], max_new_tokens: int, eval_batch_size: int,
+                    output_dir: str, seed: int = 42, keep: tuple[str, ...] = (),
+                    progress=None) -> MethodComparison:
+    """Fine-tune each of ``methods`` at its own learning rate on the same data and score it
+    (task exact match, forgetting probes); paper §6.1-6.4. Used in notebook 05."""
+    out = MethodComparison({}, {}, {})
+    for method in methods:
+        model, row = train_method(model_name, dataclasses.replace(adapter, peft_method=method),
+                                  dataclasses.replace(train, lr=lrs[method]), train_ds, eval_ds,
+                                  f"{output_dir}/{method}", seed,
+                                  title=f"{method} (lr {lrs[method]:g})")
+        scored, score_row = score_model(model, tokenizer, test_rows, max_new_tokens,
+                                        eval_batch_size, progress=progress)
+        out.rows[method], out.answers[method] = {**row, **score_row}, scored.answer
+        if method in keep:
+            out.kept[method] = model
+        del model
+        gc.collect()
+    return out
+
+
+def merged_latency(model, base, batch: dict) -> dict:
+    """Forward time of ``model`` before and after ``merge_and_unload``, each over the base
+    model's time measured beside it, and whether merging kept the logits (atol 1e-3)."""
+    unmerged_ms = forward_latency_ms(model, batch)
+    with torch.inference_mode():
+        before = model(**batch).logits
+        merged = model.merge_and_unload()
+        same = torch.allclose(before, merged(**batch).logits, atol=1e-3)
+    merged_ms = forward_latency_ms(merged, batch)
+    base_ms = forward_latency_ms(base, batch)
+    return {"merged": merged, "unmerged_ms": unmerged_ms, "merged_ms": merged_ms,
+            "merged_over_base": merged_ms / base_ms, "unmerged_over_base": unmerged_ms / base_ms,
+            "merge_keeps_outputs": same}
+
+
+def rank_sweep(model_name: str, adapter: AdapterConfig, train: TrainConfig,
+               lrs: dict[str, float], ranks: list[int], train_ds, eval_ds, tokenizer,
+               test_rows: list[dict], max_new_tokens: int, eval_batch_size: int, base, batch: dict,
+               output_dir: str, seed: int = 42, keep_rank: int | None = None,
+               methods: tuple[str, ...] = ("lora", "dora")) -> tuple[Any, dict]:
+    """LoRA and DoRA at every rank on the same batches: cost, task score, merged latency.
+
+    Returns ``(table, merged)``: a DataFrame indexed by (method, rank), and the merged models
+    at ``keep_rank`` by method (for the weight-decomposition analysis). Paper §6.3.2, §6.3.4.
+    Used in notebook 06.
+    """
+    rows, kept = [], {}
+    for r in sorted(ranks):
+        for method in methods:
+            model, row = train_method(model_name,
+                                      dataclasses.replace(adapter, peft_method=method, lora_r=r),
+                                      dataclasses.replace(train, lr=lrs[method]), train_ds,
+                                      eval_ds, f"{output_dir}/{method}_r{r}", seed,
+                                      title=f"{method} r={r}")
+            _, score_row = score_model(model, tokenizer, test_rows, max_new_tokens,
+                                       eval_batch_size, general=False)
+            latency = merged_latency(model, base, batch)
+            merged = latency.pop("merged")
+            if r == keep_rank:
+                kept[method] = merged
+            rows.append({"method": method, "rank": r, **row, **score_row, **latency})
+            del model, merged
+            gc.collect()
+    return pd.DataFrame(rows).set_index(["method", "rank"]), kept

@@ -28,15 +28,18 @@ Used in notebooks/07_adapter_merging.ipynb.
 """
 from __future__ import annotations
 
+import gc
 import math
 import numbers
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal, Sequence
 
 from torch import nn
 
-from ftkit.core.config import ConfigError, Section, param
+from ftkit.core.config import AdapterConfig, ConfigError, Section, TrainConfig, param
+from ftkit.data import instruct
+from ftkit.train import finetune
 
 COMBINATIONS: dict[str, str] = {
     "cat": "concatenate the A and B matrices: exact weighted sum of the updates, rank = sum",
@@ -279,3 +282,23 @@ class MergeConfig(Section):
             self.fail("weight_sets", "every set needs one weight per adapter (same length)")
 
 
+def train_task_adapters(model_name: str, adapter: AdapterConfig, train: TrainConfig,
+                        tasks: list[str], rows: list[dict], test_rows: list[dict], tokenizer,
+                        n_train: int, max_length: int, output_dir: str,
+                        seed: int = 42) -> dict[str, str]:
+    """One LoRA adapter per task, each trained alone and saved in peft's format; returns the
+    folder of each task's adapter (paper §6.3.5). Used in notebook 07."""
+    folders = {}
+    for task in tasks:
+        train_ds = instruct.sft_dataset(tokenizer, instruct.select(rows, task, "train", n_train,
+                                                                   seed), max_length)
+        eval_ds = instruct.sft_dataset(tokenizer, [r for r in test_rows if r["task"] == task][:8],
+                                       max_length)
+        model, _ = finetune.train_method(model_name, replace(adapter, peft_method="lora"), train,
+                                         train_ds, eval_ds, f"{output_dir}/{task}", seed,
+                                         title=f"adapter [{task}]")
+        folders[task] = f"{output_dir}/adapters/{task}"
+        model.save_pretrained(folders[task])
+        del model
+        gc.collect()
+    return folders

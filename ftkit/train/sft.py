@@ -11,6 +11,7 @@ Used in the fine-tuning notebooks (05-09) and benchmarks/.
 """
 from __future__ import annotations
 
+import importlib.util
 from typing import Any
 
 import torch
@@ -24,6 +25,17 @@ from ftkit.train.speed.fastloss import LabelOnlyLossTrainer
 from ftkit.train.speed.frozen_linear import FrozenWeightCache, use_recast_frozen_linears
 from ftkit.train.speed.fused_lora import use_fused_lora
 from ftkit.train.speed.packing import flatten_collator, use_packed_attention
+
+
+def report_targets(train: TrainConfig) -> list[str]:
+    """The trainers' ``report_to`` for ``train.report_to``; a tracker whose package is missing
+    is refused here, naming the package, rather than deep inside the Trainer."""
+    if train.report_to == "none":
+        return []
+    if importlib.util.find_spec(train.report_to) is None:
+        raise ConfigError(f"TrainConfig.report_to = {train.report_to!r} needs its package: "
+                          f"pip install {train.report_to} (or report_to='none')")
+    return [train.report_to]
 
 
 def training_arguments(train: TrainConfig, output_dir: str, seed: int = 42,
@@ -40,7 +52,7 @@ def training_arguments(train: TrainConfig, output_dir: str, seed: int = 42,
         weight_decay=train.weight_decay, lr_scheduler_type=train.lr_scheduler,
         max_grad_norm=train.max_grad_norm, eval_strategy="steps", eval_steps=train.eval_steps,
         logging_steps=max(1, train.eval_steps // 5), bf16=use_bf16(train.bf16),
-        use_cpu=not torch.cuda.is_available(), save_strategy="no", report_to=[],
+        use_cpu=not torch.cuda.is_available(), save_strategy="no", report_to=report_targets(train),
         disable_tqdm=headless(), dataloader_num_workers=0)
     return TrainingArguments(**{**args, **overrides})
 

@@ -79,6 +79,19 @@ def test_each_path_trains_through_the_factory(path, tmp_path, request, built_pat
                if isinstance(c, (LivePlotCallback, dpo.LiveCurves))]
     losses = plot.train if isinstance(plot, LivePlotCallback) else plot.points["loss"]
     assert losses and np.isfinite(losses[-1][1]), "the live plot saw the training loss"
+    assert list(tmp_path.rglob("events.out.tfevents.*")), "TensorBoard event files by default"
+
+
+def test_a_tracker_without_its_package_is_refused_by_name(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "mlflow" else real(name, *a))
+    with pytest.raises(Exception, match="report_to = 'mlflow' needs its package: pip install "
+                                        "mlflow"):
+        sft.training_arguments(TrainConfig(report_to="mlflow"), "out")
+    assert sft.training_arguments(TrainConfig(report_to="none"), "out").report_to == []
 
 
 def test_an_unknown_path_is_refused():

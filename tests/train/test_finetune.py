@@ -169,3 +169,38 @@ def test_score_model_reports_tasks_perplexity_and_facts():
     assert 0 <= row["fact_accuracy"] <= 1
     _, short = finetune.score_model(model, tok, rows, max_new_tokens=3, general=False)
     assert set(short) == {"task_score", "score_date", "score_route"}
+
+
+# --- the notebooks' experiments as functions -----------------------------------------------
+
+SCORE_ROWS = [{"task": "date", "instruction": "[date] Convert the date below to ISO format.\n"
+                                              "Invoice issued 3.4.2021.",
+               "response": "2021-04-03", "split": "test"}]
+TINY = TrainConfig(max_steps=1, batch_size=2, eval_steps=1, lr=1e-2, bf16=False)
+
+
+def test_compare_methods_trains_and_scores_each_and_keeps_what_is_asked(tmp_path, monkeypatch):
+    monkeypatch.setenv("FTKIT_HEADLESS", "1")
+    train_ds, eval_ds = _datasets()
+    _, tok = models.load("tiny-llama")
+    out = finetune.compare_methods("tiny-llama", AdapterConfig(lora_r=2), TINY, ["lora", "ia3"],
+                                   {"lora": 1e-2, "ia3": 1e-2}, train_ds, eval_ds, tok,
+                                   SCORE_ROWS, 3, 4, str(tmp_path), keep=("lora",))
+    assert list(out.rows) == ["lora", "ia3"] and set(out.kept) == {"lora"}
+    assert all(ROW_KEYS | {"task_score", "general_perplexity"} <= set(r) for r in out.rows.values())
+    assert all(len(a) == len(SCORE_ROWS) for a in out.answers.values())
+
+
+def test_rank_sweep_rows_and_merged_latency(tmp_path, monkeypatch):
+    monkeypatch.setenv("FTKIT_HEADLESS", "1")
+    train_ds, eval_ds = _datasets()
+    base, tok = models.load("tiny-llama")
+    batch = tok(PROMPTS[:2], return_tensors="pt", padding=True)
+    table, merged = finetune.rank_sweep("tiny-llama", AdapterConfig(lora_dropout=0.0), TINY,
+                                        {"lora": 1e-2, "dora": 1e-2}, [4, 2], train_ds, eval_ds,
+                                        tok, SCORE_ROWS, 3, 4, base, batch, str(tmp_path),
+                                        keep_rank=2)
+    assert list(table.index) == [("lora", 2), ("dora", 2), ("lora", 4), ("dora", 4)]
+    assert table.merge_keeps_outputs.all() and (table.merged_over_base > 0).all()
+    assert (table.loc["dora", "trainable_params"] > table.loc["lora", "trainable_params"]).all()
+    assert set(merged) == {"lora", "dora"} and not hasattr(merged["lora"], "peft_config")
