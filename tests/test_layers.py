@@ -136,3 +136,14 @@ def test_no_import_cycles():
     for node in sorted(graph):
         if node not in state:
             visit(node)
+
+
+def test_the_command_starts_without_torch():
+    """``ftkit --help``, ``ftkit profiles`` and the schema checks of ``ftkit run`` need no torch:
+    the parameter sections live in light ``params`` modules."""
+    import subprocess
+    import sys
+
+    code = "import sys, ftkit.batch.cli, ftkit.ui.schemas; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

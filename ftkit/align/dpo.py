@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 import statistics
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -32,9 +31,7 @@ from ftkit.core import env
 from ftkit.core.config import (
     AdapterConfig,
     ConfigError,
-    Section,
     TrainConfig,
-    param,
 )
 from ftkit.core.env import headless, use_bf16
 from ftkit.evaluate.judge import judge_rows, summary, win_rate
@@ -43,23 +40,6 @@ from ftkit.train import factory
 from ftkit.train.adapters import apply_method, require_peft
 from ftkit.train.callbacks import show_in_place
 from ftkit.train.sft import report_targets, unwrap
-
-
-@dataclass(frozen=True)
-class DPOSettings(Section):
-    """DPO's β and the β sweep (paper §6.9.2)."""
-    beta: float = param(0.1, "DPO β: how strongly the policy is held to the reference.",
-                        min=0.0, min_exclusive=True, max=10.0, log=True)
-    betas: list[float] = param([0.05, 0.5], "β values to sweep.", min=0.0, min_exclusive=True,
-                               max=10.0)
-    cpu_threads: int = param(0, "torch CPU threads; 0 = one when other processes already "
-                             "keep every core busy, else torch's default.", min=0, max=512)
-
-    def check(self) -> None:
-        if len(set(self.betas)) != len(self.betas):
-            self.fail("betas", "name each β once")
-
-
 
 
 def choose_threads(requested: int = 0) -> int:

@@ -21,36 +21,16 @@ from __future__ import annotations
 
 import statistics
 import time
-from dataclasses import dataclass
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
 from ftkit.align.dpo import judge_policy, policy_row, token_kl
-from ftkit.core.config import ConfigError, Section, param
+from ftkit.align.params import PPOSettings
+from ftkit.core.config import ConfigError
 from ftkit.core.env import bf16_autocast
 from ftkit.train.adapters import require_peft
-
-
-@dataclass(frozen=True)
-class PPOSettings(Section):
-    """The PPO loop's sizes and coefficients (paper §6.8)."""
-    ppo_iterations: int = param(10, "Rollout-and-update iterations.", min=1, max=10_000)
-    ppo_prompts: int = param(4, "Prompts per iteration.", min=1, max=1024)
-    ppo_samples: int = param(4, "Replies sampled per prompt (the baseline is their mean).",
-                             min=2, max=64)
-    ppo_epochs: int = param(2, "Gradient steps on each batch of rollouts.", min=1, max=16)
-    ppo_lr: float = param(3e-4, "Policy (LoRA) learning rate.", min=0.0, min_exclusive=True,
-                          max=1.0, log=True)
-    clip_range: float = param(0.2, "PPO clipping ε of the probability ratio.", min=0.0,
-                              min_exclusive=True, max=1.0, step=0.05)
-    kl_coef: float = param(0.2, "Weight of the KL penalty to the reference in the reward.",
-                           min=0.0, max=10.0, step=0.01)
-    temperature: float = param(1.0, "Sampling temperature of rollouts.", min=0.0,
-                               min_exclusive=True, max=5.0, step=0.1)
-
-
 
 
 def clipped_surrogate(logp_new: torch.Tensor, logp_old: torch.Tensor, advantages: torch.Tensor,

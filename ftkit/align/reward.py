@@ -13,29 +13,13 @@ Used in notebooks/09_rlhf_reward_and_ppo.ipynb.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ftkit.core.config import Section, param
+from ftkit.align.params import RewardConfig
 from ftkit.models import load
-
-
-@dataclass(frozen=True)
-class RewardConfig(Section):
-    """The reward model and its training (paper §6.8)."""
-    reward_model: str = param("minilm-l6", "Encoder the reward model is built on (a registry "
-                              "name such as minilm-l6 or tiny-bert).")
-    rm_epochs: int = param(3, "Passes over the training pairs.", min=1, max=100)
-    rm_lr: float = param(5e-5, "Reward-model learning rate.", min=0.0, min_exclusive=True,
-                         max=1.0, log=True)
-    rm_batch_size: int = param(16, "Pairs per reward-model step.", min=1, max=1024)
-    rm_max_length: int = param(96, "Longest prompt + reply, in encoder tokens.", min=8,
-                               max=512)
-
-
 
 
 class RewardModel(nn.Module):

@@ -9,7 +9,7 @@ import copy
 
 import pandas as pd
 
-from ftkit.evaluate import perplexity
+from ftkit.evaluate.perplexity import perplexity
 from ftkit.models.footprint import serialized_mb
 from ftkit.models.generation import ms_per_token
 from ftkit.models.registry import load_model, quantize

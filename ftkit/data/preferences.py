@@ -17,21 +17,9 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ftkit.core.config import ConfigError, Section, param
+from ftkit.core.config import ConfigError
 
 REQUIRED = ("prompt", "chosen", "rejected")
-
-
-@dataclass(frozen=True)
-class PreferenceConfig(Section):
-    """Which preference pairs train and which held-out prompts are judged (paper §6.9.2)."""
-    prefs_path: str = param("../data/preferences/preferences.jsonl",
-                            "JSONL of prompt/chosen/rejected rows with a train/test split.")
-    n_pairs: int = param(0, "Training pairs used (0 = all).", min=0, max=100_000)
-    n_heldout: int = param(48, "Held-out prompts judged (test split).", min=1, max=10_000)
-    gen_batch_size: int = param(16, "Prompts generated at once when judging.", min=1, max=512)
-
-
 
 
 @dataclass

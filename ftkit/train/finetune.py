@@ -14,8 +14,7 @@ import dataclasses
 import gc
 import statistics
 import time
-from dataclasses import dataclass
-from typing import Any, get_args, get_type_hints
+from typing import Any
 
 import pandas as pd
 import torch
@@ -25,57 +24,12 @@ from ftkit import models
 from ftkit.core import env
 from ftkit.core.config import (
     AdapterConfig,
-    Section,
     TrainConfig,
-    param,
 )
 from ftkit.evaluate import probes, tasks
 from ftkit.evaluate.perplexity import perplexity
 from ftkit.models.generation import chat_batch
 from ftkit.train import adapters, sft
-
-Method = get_type_hints(AdapterConfig)["peft_method"]
-METHOD_NAMES = list(get_args(Method))
-
-
-@dataclass(frozen=True)
-class ExperimentConfig(Section):
-    """The instruction-task experiment shared by notebooks 05-07 (paper §6.1-6.4)."""
-    tasks_path: str = param("../data/instruct_tasks/tasks.jsonl",
-                            "JSONL of task/instruction/response/split rows.")
-    tasks: list[str] = param(["extract"], "Tasks to train and score on.")
-    n_train: int = param(160, "Training examples per task.", min=1, max=100_000)
-    n_test: int = param(48, "Test examples per task (scored by exact match).", min=1,
-                        max=10_000)
-    methods: list[Method] = param(["full", "half", "lora", "ia3"], "Methods to compare.")
-    method_lrs: dict[str, float] = param(
-        {"full": 2e-4, "half": 2e-4, "lora": 1e-3, "dora": 1e-3, "ia3": 5e-3},
-        "Learning rate of each method.", min=0.0, min_exclusive=True, max=1.0)
-    eval_batch_size: int = param(16, "Prompts generated at once when scoring.", min=1, max=512)
-
-    def check(self) -> None:
-        missing = [m for m in self.methods if m not in self.method_lrs]
-        if missing:
-            self.fail("method_lrs", f"gives no learning rate for {missing}")
-
-
-
-
-@dataclass(frozen=True)
-class SweepConfig(Section):
-    """The LoRA/DoRA rank sweep of notebook 06 (paper §6.3.4)."""
-    ranks: list[int] = param([2, 4, 8, 16], "Ranks r to sweep for LoRA and DoRA.", min=1,
-                             max=1024)
-    analysis_rank: int = param(8, "Rank whose weights enter the ΔM/ΔD analysis (one of ranks).",
-                               min=1, max=1024)
-
-    def check(self) -> None:
-        if len(set(self.ranks)) != len(self.ranks):
-            self.fail("ranks", "name each rank once")
-        if self.analysis_rank not in self.ranks:
-            self.fail("analysis_rank", f"must be one of the swept ranks {self.ranks!r}")
-
-
 
 
 class StepTimer(TrainerCallback):

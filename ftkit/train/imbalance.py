@@ -13,14 +13,11 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import pandas as pd
 
-from ftkit.core.config import Section, param
 from ftkit.data import balance
 from ftkit.evaluate.classification import METRICS, classification_metrics
 from ftkit.models import load
@@ -28,54 +25,7 @@ from ftkit.models.embeddings import encode
 from ftkit.models.packs.core import cache_root
 from ftkit.train import classifier, lora_classifier
 from ftkit.train.callbacks import live_plot
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """One balancing method: re-sampling, loss, batch sampler, and whether to bag an ensemble."""
-    resample: str = "none"
-    loss: str = "ce"
-    sampler: str = "shuffle"
-    ensemble: bool = False
-
-
-RECIPES: dict[str, Recipe] = {
-    "baseline": Recipe(), "oversample": Recipe(resample="oversample"),
-    "undersample": Recipe(resample="undersample"), "smote": Recipe(resample="smote"),
-    "class_weight": Recipe(loss="weighted"), "focal": Recipe(loss="focal"),
-    "balanced_batches": Recipe(sampler="balanced"), "ensemble": Recipe(ensemble=True),
-}
-TEXT_RECIPES = ("baseline", "oversample", "undersample", "class_weight", "focal",
-                "balanced_batches")  # SMOTE needs vectors; an LLM ensemble is too slow here
-HeadRecipe = Literal[tuple(RECIPES)]
-TextRecipe = Literal[TEXT_RECIPES]
-
-
-@dataclass(frozen=True)
-class BalanceConfig(Section):
-    """Data and methods of the balancing comparison (paper §3.1.3, §3.5.3)."""
-    csv_path: str = param("../data/tickets/tickets.csv", "CSV with a text and a label column.")
-    encoder_name: str = param("minilm-l6", "Frozen sentence encoder for the embedding heads.")
-    head_methods: list[HeadRecipe] = param(list(RECIPES), "Methods for the embedding heads.")
-    head_epochs: int = param(30, "Epochs per embedding head.", min=1, max=1000)
-    head_lr: float = param(3e-3, "AdamW learning rate of the embedding heads.", min=0.0,
-                           min_exclusive=True, max=1.0, log=True)
-    head_seeds: int = param(3, "Seeds averaged per embedding-head method.", min=1, max=20)
-    focal_gamma: float = param(2.0, "Focal loss focusing strength γ (0 = cross-entropy).",
-                               min=0.0, max=10.0, step=0.5)
-    ensemble_size: int = param(5, "Members of the balanced-bagging ensemble.", min=1, max=50)
-    minority_share: float = param(0.06, "A class below this share of rows is a minority.",
-                                  min=0.0, min_exclusive=True, max=0.5, step=0.01)
-    llm_methods: list[TextRecipe] = param(["baseline", "class_weight", "balanced_batches"],
-                                          "Methods for LoRA fine-tuning of model_name ([] skips "
-                                          "it).", empty_ok=True)
-    llm_steps: int = param(30, "Optimiser steps per LoRA fine-tuning run.", min=1, max=100000)
-
-    def check(self) -> None:
-        if "baseline" not in self.head_methods:
-            self.fail("head_methods", "must include 'baseline', the reference for the others")
-
-
+from ftkit.train.params import RECIPES, TEXT_RECIPES
 
 
 def cached_embeddings(texts: list[str], encoder_name: str, cache_dir: str | Path | None = None,

@@ -32,29 +32,15 @@ import gc
 import math
 import numbers
 import time
-from dataclasses import dataclass, replace
-from typing import Any, Literal, Sequence
+from dataclasses import replace
+from typing import Any, Sequence
 
 from torch import nn
 
-from ftkit.core.config import AdapterConfig, ConfigError, Section, TrainConfig, param
+from ftkit.core.config import AdapterConfig, ConfigError, TrainConfig
 from ftkit.data import instruct
 from ftkit.train import finetune
-
-COMBINATIONS: dict[str, str] = {
-    "cat": "concatenate the A and B matrices: exact weighted sum of the updates, rank = sum",
-    "linear": "weighted sum of the A and of the B matrices (√weight each): has cross terms",
-    "svd": "weighted sum of the full updates, truncated back to svd_rank by SVD",
-    "ties": "TIES on A and B: keep the top-density entries, elect signs, add the agreeing ones",
-    "dare_linear": "DARE on A and B: drop entries at random (keep density), rescale, weighted sum",
-    "dare_ties": "DARE on A and B: random drop and rescale, then TIES sign election",
-    "magnitude_prune": "keep the top-density entries of each A and B by magnitude, weighted sum",
-    "ties_svd": "TIES on the full updates, truncated to svd_rank by SVD",
-    "dare_linear_svd": "DARE (linear) on the full updates, truncated to svd_rank by SVD",
-    "dare_ties_svd": "DARE (TIES) on the full updates, truncated to svd_rank by SVD",
-    "magnitude_prune_svd": "magnitude pruning on the full updates, truncated to svd_rank by SVD",
-}
-"""The combination types ftkit exposes (all that peft 0.21's ``add_weighted_adapter`` knows)."""
+from ftkit.train.params import COMBINATIONS
 
 EQUAL_RANK = frozenset({"linear", "ties", "dare_linear", "dare_ties", "magnitude_prune"})
 """Combinations that mix the A and B matrices entry by entry, so all ranks must be equal."""
@@ -64,7 +50,6 @@ NEEDS_DENSITY = frozenset({"ties", "dare_linear", "dare_ties", "magnitude_prune"
 """Combinations that prune: they need ``density`` in (0, 1], the share of entries kept."""
 
 SVD = frozenset(c for c in COMBINATIONS if c.endswith("svd"))
-Combination = Literal[tuple(COMBINATIONS)]
 """Combinations that end in an SVD: the only ones that take ``svd_rank``."""
 
 DEFAULT_DENSITY = 0.5
@@ -265,21 +250,6 @@ def mix_grid(adapters: list[str], combinations: list[str],
     return [{"combination": c, "weights": list(w),
              "density": density if c in NEEDS_DENSITY else None}
             for c in combinations for w in weight_sets]
-
-
-@dataclass(frozen=True)
-class MergeConfig(Section):
-    """Which adapter mixes notebook 07 builds (paper §6.3.5)."""
-    combinations: list[Combination] = param(["cat", "linear", "svd", "ties", "dare_ties"],
-                                            "Combination types to build.")
-    weight_sets: list[list[float]] = param([[1.0, 1.0], [0.5, 0.5]],
-                                           "Weights per adapter, one list per mix.")
-    density: float = param(0.5, "Share of entries kept by ties/dare/magnitude_prune.",
-                           min=0.0, min_exclusive=True, max=1.0, step=0.05)
-
-    def check(self) -> None:
-        if len({len(w) for w in self.weight_sets}) != 1:
-            self.fail("weight_sets", "every set needs one weight per adapter (same length)")
 
 
 def train_task_adapters(model_name: str, adapter: AdapterConfig, train: TrainConfig,

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ftkit.align.dpo import DPOSettings
-from ftkit.align.ppo import PPOSettings
-from ftkit.align.reward import RewardConfig
-from ftkit.asr.whisper import ASRConfig
+from ftkit.align.params import DPOSettings, PPOSettings, RewardConfig
+from ftkit.asr.params import ASRConfig
 from ftkit.core import results, versions
 from ftkit.core.config import (
     AdapterConfig,
@@ -33,13 +31,10 @@ from ftkit.core.schema import (
     notebook_schema,
     resolve,
 )
-from ftkit.data.preferences import PreferenceConfig
-from ftkit.data.prep import PrepConfig
+from ftkit.data.params import PreferenceConfig, PrepConfig
 from ftkit.evaluate.probes import ProbeSettings
-from ftkit.train.finetune import ExperimentConfig, SweepConfig
-from ftkit.train.imbalance import BalanceConfig
-from ftkit.train.merging import MergeConfig
-from ftkit.vqa.config import VQAConfig
+from ftkit.train.params import BalanceConfig, ExperimentConfig, MergeConfig, SweepConfig
+from ftkit.vqa.params import VQAConfig
 
 TASKS = "../data/instruct_tasks/tasks.jsonl"
 PREFS = "../data/preferences/preferences.jsonl"

@@ -10,9 +10,7 @@ One idea per module:
   LoRA) or a hub VLM, and which parameters train in each stage;
 - :mod:`~ftkit.vqa.train` — chat-formatted examples, the prompt-masking collator, one stage;
 - :mod:`~ftkit.vqa.evaluate` — exact-match accuracy per question type and the prediction grid;
-- :mod:`~ftkit.vqa.config` — the notebook's parameters (``VQAConfig``).
+- :mod:`~ftkit.vqa.params` — the notebook's parameters (``VQAConfig``).
 
 Used in notebooks/17_multimodal_vqa.ipynb.
 """
-from ftkit.vqa import config, contrastive, evaluate, model, shapes, train  # noqa: F401
-from ftkit.vqa.config import VQAConfig  # noqa: F401

@@ -17,9 +17,9 @@ import torch
 
 from ftkit import models
 from ftkit.core.env import best_device
+from ftkit.vqa.params import OFFLINE
 
 IMAGE_TOKEN = "<image>"
-OFFLINE = "offline"
 # ChatML like SmolLM2-Instruct, without its default system prompt (fewer tokens per example);
 # message content may be a string or a list of {"type": "image"} / {"type": "text"} parts.
 CHAT_TEMPLATE = (

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from ftkit.align import dpo
+from ftkit.align import params as align_params
 from ftkit.core.config import ConfigError, TrainConfig
 from ftkit.models.tiny import tiny_llama
 
@@ -26,10 +27,10 @@ def test_dpo_loss_starts_at_log_two():
 
 
 def test_betas_are_a_list_of_distinct_positive_numbers():
-    assert dpo.DPOSettings(betas=[1.0, 0.05]).betas == [1.0, 0.05]
+    assert align_params.DPOSettings(betas=[1.0, 0.05]).betas == [1.0, 0.05]
     for bad in ([], [0, 1], [0.1, 0.1], ["a"], "0.1,1.0"):
         with pytest.raises(ConfigError, match="betas"):
-            dpo.DPOSettings(betas=bad)
+            align_params.DPOSettings(betas=bad)
 
 
 def test_dpo_arguments_suit_a_cpu(tmp_path):

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from ftkit.asr import audio, speech, whisper
+from ftkit.asr import params as asr_params
 from ftkit.core.config import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -223,13 +224,13 @@ def test_bad_augmentation_settings_are_refused():
     with pytest.raises(ValueError):
         speech.change_speed(TONE, 10.0)
     with pytest.raises(ConfigError, match="snr_choices"):
-        whisper.ASRConfig(snr_choices=["loud"])
+        asr_params.ASRConfig(snr_choices=["loud"])
     with pytest.raises(ConfigError, match="snr_choices.*<= 60"):
-        whisper.ASRConfig(snr_choices=[5.0, 90.0])
+        asr_params.ASRConfig(snr_choices=[5.0, 90.0])
     with pytest.raises(ConfigError, match="asr_methods.*'dora'"):
-        whisper.ASRConfig(asr_methods=["full", "dora"])
+        asr_params.ASRConfig(asr_methods=["full", "dora"])
     with pytest.raises(ConfigError, match="asr_methods.*once"):
-        whisper.ASRConfig(asr_methods=["full", "full"])
+        asr_params.ASRConfig(asr_methods=["full", "full"])
 
 
 # ---------------------------------------------------------------- bad input

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from ftkit import models
-from ftkit.evaluate import perplexity
+from ftkit.evaluate.perplexity import perplexity
 from ftkit.models import footprint, generation
 
 

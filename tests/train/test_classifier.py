@@ -6,6 +6,7 @@ import torch.nn.functional as F
 
 from ftkit.models import load
 from ftkit.train import classifier, imbalance, lora_classifier
+from ftkit.train import params as train_params
 from ftkit.train.losses import LOSSES, focal_loss, make_loss
 from ftkit.train.sampling import balanced_sampler, make_sampler
 
@@ -103,13 +104,13 @@ def test_every_recipe_trains_and_compare_heads_reports_metrics():
 def test_balance_config_rejects_unknown_methods():
     from ftkit.core.config import ConfigError
 
-    assert imbalance.BalanceConfig(llm_methods=[]).llm_methods == []  # [] skips the LLM runs
+    assert train_params.BalanceConfig(llm_methods=[]).llm_methods == []  # [] skips the LLM runs
     with pytest.raises(ConfigError, match=r"llm_methods.*'smote'.*choose one of"):
-        imbalance.BalanceConfig(llm_methods=["smote"])
+        train_params.BalanceConfig(llm_methods=["smote"])
     with pytest.raises(ConfigError, match="must include 'baseline'"):
-        imbalance.BalanceConfig(head_methods=["focal", "smote"])
+        train_params.BalanceConfig(head_methods=["focal", "smote"])
     with pytest.raises(ConfigError, match="head_methods.*must not be empty"):
-        imbalance.BalanceConfig(head_methods=[])
+        train_params.BalanceConfig(head_methods=[])
 
 
 def test_cached_embeddings_reads_back(tmp_path, monkeypatch):

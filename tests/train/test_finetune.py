@@ -11,6 +11,7 @@ from ftkit.core import env
 from ftkit.core.config import AdapterConfig, ConfigError, TrainConfig
 from ftkit.data import formatting
 from ftkit.train import finetune
+from ftkit.train import params as train_params
 
 METHODS = ["full", "half", "lora", "dora", "ia3"]
 PROMPTS = ["Capital of France?", "Red planet?", "Days in a week?", "Largest ocean?",
@@ -34,26 +35,26 @@ ROW_KEYS = {"trainable_params", "trainable_share", "step_seconds", "train_second
 ])
 def test_experiment_lists_are_checked_item_by_item(changes, message):
     with pytest.raises(ConfigError, match=message):
-        finetune.ExperimentConfig(**changes)
+        train_params.ExperimentConfig(**changes)
 
 
 def test_sweep_ranks_are_distinct_and_hold_the_analysis_rank():
-    assert finetune.SweepConfig(ranks=[2, 4], analysis_rank=4).ranks == [2, 4]
+    assert train_params.SweepConfig(ranks=[2, 4], analysis_rank=4).ranks == [2, 4]
     with pytest.raises(ConfigError, match="each rank once"):
-        finetune.SweepConfig(ranks=[2, 2], analysis_rank=2)
+        train_params.SweepConfig(ranks=[2, 2], analysis_rank=2)
     with pytest.raises(ConfigError, match=r"item 0.*>= 1"):
-        finetune.SweepConfig(ranks=[0, 2], analysis_rank=2)
+        train_params.SweepConfig(ranks=[0, 2], analysis_rank=2)
     with pytest.raises(ConfigError, match="one of the swept ranks"):
-        finetune.SweepConfig(ranks=[2, 4], analysis_rank=8)
+        train_params.SweepConfig(ranks=[2, 4], analysis_rank=8)
 
 
 def test_experiment_config_checks_methods_and_their_rates():
-    assert finetune.ExperimentConfig().methods == ["full", "half", "lora", "ia3"]
+    assert train_params.ExperimentConfig().methods == ["full", "half", "lora", "ia3"]
     with pytest.raises(ConfigError, match="qlora"):
-        finetune.ExperimentConfig(methods=["lora", "qlora"])
+        train_params.ExperimentConfig(methods=["lora", "qlora"])
     with pytest.raises(ConfigError, match=r"no learning rate for \['dora'\]"):
-        finetune.ExperimentConfig(methods=["lora", "dora"], method_lrs={"lora": 1e-3})
-    assert finetune.METHOD_NAMES == METHODS
+        train_params.ExperimentConfig(methods=["lora", "dora"], method_lrs={"lora": 1e-3})
+    assert train_params.METHOD_NAMES == METHODS
 
 
 # --- memory and timing --------------------------------------------------------------------

@@ -31,7 +31,7 @@ def test_training_arguments_follow_the_config(tmp_path):
                                               lr_scheduler="linear", eval_steps=5), str(tmp_path))
     assert args.learning_rate == 3e-4 and args.max_steps == 7 and args.eval_steps == 5
     assert args.per_device_train_batch_size == 2 and args.lr_scheduler_type == "linear"
-    assert args.logging_steps == 1 and args.report_to == []
+    assert args.logging_steps == 1 and args.report_to == ["tensorboard"]
 
 
 def test_pairs_dataset_masks_the_prompt_and_rejects_truncated_answers():

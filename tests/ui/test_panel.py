@@ -13,7 +13,7 @@ from ftkit.core.config import (
     TrainConfig,
 )
 from ftkit.core.schema import notebook_schema, resolve
-from ftkit.train.finetune import SweepConfig
+from ftkit.train.params import SweepConfig
 from ftkit.ui.panel import panel
 
 DEMO = notebook_schema(

@@ -12,9 +12,10 @@ from PIL import Image
 import ftkit as ft
 from ftkit.core.config import ConfigError
 from ftkit.train.adapters import trainable_summary
-from ftkit.vqa import VQAConfig, contrastive, evaluate, shapes
+from ftkit.vqa import contrastive, evaluate, shapes
 from ftkit.vqa import model as vm
 from ftkit.vqa import train as vt
+from ftkit.vqa.params import VQAConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFEST = ROOT / "data" / "vqa_shapes" / "manifest.json"

@@ -1,14 +1,14 @@
 """Parameters of the multimodal VQA notebook (paper §11.1-11.2), one validated section.
 
-Field names are unique across ftkit's sections (flat papermill parameters), hence the
-``clip_``/``vqa_`` prefixes. Used in notebooks/17_multimodal_vqa.ipynb.
+Light on purpose (no torch): notebook schemas, panels and the ``ftkit`` command read it. Used in notebooks/17_multimodal_vqa.ipynb.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from ftkit.core.config import Section, param
-from ftkit.vqa.model import OFFLINE
+
+OFFLINE = "offline"  # assemble the model from the offline packs (ftkit.vqa.model)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,128 @@
+"""Parameter sections of the training stage (paper §5-6): the instruction-task experiment,
+the rank sweep, adapter merging and the balancing comparison.
+
+Light on purpose (no torch): notebook schemas, panels and the ``ftkit`` command read them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, get_args, get_type_hints
+
+from ftkit.core.config import AdapterConfig, Section, param
+
+Method = get_type_hints(AdapterConfig)["peft_method"]
+METHOD_NAMES = list(get_args(Method))
+
+
+@dataclass(frozen=True)
+class ExperimentConfig(Section):
+    """The instruction-task experiment shared by notebooks 05-07 (paper §6.1-6.4)."""
+    tasks_path: str = param("../data/instruct_tasks/tasks.jsonl",
+                            "JSONL of task/instruction/response/split rows.")
+    tasks: list[str] = param(["extract"], "Tasks to train and score on.")
+    n_train: int = param(160, "Training examples per task.", min=1, max=100_000)
+    n_test: int = param(48, "Test examples per task (scored by exact match).", min=1,
+                        max=10_000)
+    methods: list[Method] = param(["full", "half", "lora", "ia3"], "Methods to compare.")
+    method_lrs: dict[str, float] = param(
+        {"full": 2e-4, "half": 2e-4, "lora": 1e-3, "dora": 1e-3, "ia3": 5e-3},
+        "Learning rate of each method.", min=0.0, min_exclusive=True, max=1.0)
+    eval_batch_size: int = param(16, "Prompts generated at once when scoring.", min=1, max=512)
+
+    def check(self) -> None:
+        missing = [m for m in self.methods if m not in self.method_lrs]
+        if missing:
+            self.fail("method_lrs", f"gives no learning rate for {missing}")
+
+
+@dataclass(frozen=True)
+class SweepConfig(Section):
+    """The LoRA/DoRA rank sweep of notebook 06 (paper §6.3.4)."""
+    ranks: list[int] = param([2, 4, 8, 16], "Ranks r to sweep for LoRA and DoRA.", min=1,
+                             max=1024)
+    analysis_rank: int = param(8, "Rank whose weights enter the ΔM/ΔD analysis (one of ranks).",
+                               min=1, max=1024)
+
+    def check(self) -> None:
+        if len(set(self.ranks)) != len(self.ranks):
+            self.fail("ranks", "name each rank once")
+        if self.analysis_rank not in self.ranks:
+            self.fail("analysis_rank", f"must be one of the swept ranks {self.ranks!r}")
+
+
+COMBINATIONS: dict[str, str] = {
+    "cat": "concatenate the A and B matrices: exact weighted sum of the updates, rank = sum",
+    "linear": "weighted sum of the A and of the B matrices (√weight each): has cross terms",
+    "svd": "weighted sum of the full updates, truncated back to svd_rank by SVD",
+    "ties": "TIES on A and B: keep the top-density entries, elect signs, add the agreeing ones",
+    "dare_linear": "DARE on A and B: drop entries at random (keep density), rescale, weighted sum",
+    "dare_ties": "DARE on A and B: random drop and rescale, then TIES sign election",
+    "magnitude_prune": "keep the top-density entries of each A and B by magnitude, weighted sum",
+    "ties_svd": "TIES on the full updates, truncated to svd_rank by SVD",
+    "dare_linear_svd": "DARE (linear) on the full updates, truncated to svd_rank by SVD",
+    "dare_ties_svd": "DARE (TIES) on the full updates, truncated to svd_rank by SVD",
+    "magnitude_prune_svd": "magnitude pruning on the full updates, truncated to svd_rank by SVD",
+}
+"""The combination types ftkit exposes (all that peft 0.21's ``add_weighted_adapter`` knows)."""
+Combination = Literal[tuple(COMBINATIONS)]
+
+
+@dataclass(frozen=True)
+class MergeConfig(Section):
+    """Which adapter mixes notebook 07 builds (paper §6.3.5)."""
+    combinations: list[Combination] = param(["cat", "linear", "svd", "ties", "dare_ties"],
+                                            "Combination types to build.")
+    weight_sets: list[list[float]] = param([[1.0, 1.0], [0.5, 0.5]],
+                                           "Weights per adapter, one list per mix.")
+    density: float = param(0.5, "Share of entries kept by ties/dare/magnitude_prune.",
+                           min=0.0, min_exclusive=True, max=1.0, step=0.05)
+
+    def check(self) -> None:
+        if len({len(w) for w in self.weight_sets}) != 1:
+            self.fail("weight_sets", "every set needs one weight per adapter (same length)")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One balancing method: re-sampling, loss, batch sampler, and whether to bag an ensemble."""
+    resample: str = "none"
+    loss: str = "ce"
+    sampler: str = "shuffle"
+    ensemble: bool = False
+
+
+RECIPES: dict[str, Recipe] = {
+    "baseline": Recipe(), "oversample": Recipe(resample="oversample"),
+    "undersample": Recipe(resample="undersample"), "smote": Recipe(resample="smote"),
+    "class_weight": Recipe(loss="weighted"), "focal": Recipe(loss="focal"),
+    "balanced_batches": Recipe(sampler="balanced"), "ensemble": Recipe(ensemble=True),
+}
+TEXT_RECIPES = ("baseline", "oversample", "undersample", "class_weight", "focal",
+                "balanced_batches")  # SMOTE needs vectors; an LLM ensemble is too slow here
+HeadRecipe = Literal[tuple(RECIPES)]
+TextRecipe = Literal[TEXT_RECIPES]
+
+
+@dataclass(frozen=True)
+class BalanceConfig(Section):
+    """Data and methods of the balancing comparison (paper §3.1.3, §3.5.3)."""
+    csv_path: str = param("../data/tickets/tickets.csv", "CSV with a text and a label column.")
+    encoder_name: str = param("minilm-l6", "Frozen sentence encoder for the embedding heads.")
+    head_methods: list[HeadRecipe] = param(list(RECIPES), "Methods for the embedding heads.")
+    head_epochs: int = param(30, "Epochs per embedding head.", min=1, max=1000)
+    head_lr: float = param(3e-3, "AdamW learning rate of the embedding heads.", min=0.0,
+                           min_exclusive=True, max=1.0, log=True)
+    head_seeds: int = param(3, "Seeds averaged per embedding-head method.", min=1, max=20)
+    focal_gamma: float = param(2.0, "Focal loss focusing strength γ (0 = cross-entropy).",
+                               min=0.0, max=10.0, step=0.5)
+    ensemble_size: int = param(5, "Members of the balanced-bagging ensemble.", min=1, max=50)
+    minority_share: float = param(0.06, "A class below this share of rows is a minority.",
+                                  min=0.0, min_exclusive=True, max=0.5, step=0.01)
+    llm_methods: list[TextRecipe] = param(["baseline", "class_weight", "balanced_batches"],
+                                          "Methods for LoRA fine-tuning of model_name ([] skips "
+                                          "it).", empty_ok=True)
+    llm_steps: int = param(30, "Optimiser steps per LoRA fine-tuning run.", min=1, max=100000)
+
+    def check(self) -> None:
+        if "baseline" not in self.head_methods:
+            self.fail("head_methods", "must include 'baseline', the reference for the others")
