@@ -36,7 +36,7 @@ _EXPORTS = {
     "load": "models.registry", "load_model": "models.registry",
     "load_tokenizer": "models.registry", "known_models": "models.registry",
     # ui: thin layers over the above
-    "panel": "ui.panel", "show": "ui.plots",
+    "panel": "ui.panel", "show": "ui.plots", "reading": "ui.plots",
     # train: live loss plot for any transformers Trainer
     "live_plot": "train.callbacks",
 }

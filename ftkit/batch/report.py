@@ -162,6 +162,8 @@ def _md_section(view: dict) -> str:
         out += [f"### Table: {name}", "", _md_table(table["columns"], rows), ""]
     if doc["claims"]:
         out += ["### Claims", ""] + [_md_claim(c) for c in doc["claims"]] + [""]
+    for name, text in doc.get("readings", {}).items():
+        out += [f"### Reading the results: {name}", "", text, ""]
     if view["figures"]:
         out += ["### Figures", ""]
         for fig in view["figures"]:
@@ -261,6 +263,8 @@ def _html_section(view: dict) -> str:
                 _html_table([esc(str(c)) for c in table["columns"]], rows)]
     if doc["claims"]:
         out += ["<h3>Claims</h3>", "<ul>" + "".join(map(_html_claim, doc["claims"])) + "</ul>"]
+    for name, text in doc.get("readings", {}).items():
+        out += [f"<h3>Reading the results: {esc(name)}</h3>", f"<pre>{esc(text)}</pre>"]
     if view["figures"]:
         out.append("<h3>Figures</h3>")
         out += [f'<p><img src="{esc(quote(f))}" alt="{esc(PurePosixPath(f).stem)}"></p>'

@@ -68,7 +68,8 @@ def metrics_path() -> Path:
 
 def empty_metrics() -> dict:
     """A metrics document with nothing recorded yet."""
-    return {"metrics": {}, "tables": {}, "claims": [], "figures": [], "params": {}}
+    return {"metrics": {}, "tables": {}, "claims": [], "figures": [], "params": {},
+            "readings": {}}
 
 
 def load_metrics(path: str | os.PathLike) -> dict:
@@ -143,6 +144,17 @@ def claim(text: str, ok: bool, detail: str = "") -> bool:
     verdict = "CLAIM HOLDS" if ok else "CLAIM DOES NOT HOLD"
     print(f"{verdict}: {text}" + (f" ({detail})" if detail else ""))
     return ok
+
+
+def record_reading(name: str, text: str) -> str:
+    """Store a "reading the results" passage (Markdown written from this run's numbers)."""
+    _check_name(name)
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError(f"reading {name!r} needs a non-empty text")
+    doc = _read()
+    doc["readings"][name] = text.strip()
+    _write(doc)
+    return text
 
 
 def save_figure(fig: Any, name: str) -> Path:

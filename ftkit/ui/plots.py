@@ -9,7 +9,7 @@ from typing import Sequence
 
 import matplotlib.pyplot as plt
 
-from ftkit.core.results import save_figure
+from ftkit.core.results import record_reading, save_figure
 
 
 def show(fig, name: str | None = None) -> None:
@@ -23,6 +23,18 @@ def show(fig, name: str | None = None) -> None:
         save_figure(fig, name)
     display(fig)
     plt.close(fig)
+
+
+def reading(name: str, text: str) -> None:
+    """Show a "Reading the results" passage and keep it with the run's metrics.
+
+    ``text`` is Markdown written from this run's numbers (an f-string over the results just
+    computed), so what it says changes with the run. Returns None, so the passage shows once.
+    """
+    from IPython.display import Markdown, display
+
+    record_reading(name, text)
+    display(Markdown(text.strip()))
 
 
 def bars(values: dict[str, float], title: str, ylabel: str, fmt: str = "{:.1f}",

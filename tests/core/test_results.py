@@ -53,7 +53,7 @@ def test_record_prints_stores_and_returns(metrics_file, capsys):
     assert capsys.readouterr().out.splitlines() == ["metric loss = 0.25", "metric name = tiny"]
     doc = read(metrics_file)
     assert doc["metrics"] == {"loss": 0.25, "name": "tiny"}
-    assert set(doc) == {"metrics", "tables", "claims", "figures", "params"}
+    assert set(doc) == {"metrics", "tables", "claims", "figures", "params", "readings"}
 
 
 def test_record_converts_numpy_and_scalar_like_values(metrics_file):
@@ -159,3 +159,19 @@ def test_record_table_is_stored_whole_and_shown_in_the_report(tmp_path, monkeypa
     md = report._md_section(view)
     assert "### Table: results" in md and "| lora | 0.9123 | 10 |" in md
     assert "<h3>Table: results</h3>" in report._html_section(view)
+
+
+def test_a_reading_is_stored_replaced_by_name_and_shown_in_the_report(metrics_file, capsys):
+    from ftkit.batch import report
+    from ftkit.ui.plots import reading
+
+    score = 0.8125
+    reading("sweep", f"LoRA reached **{score:.2f}**.")
+    reading("sweep", f"LoRA reached **{score / 2:.2f}**.")  # a rerun replaces, never appends
+    doc = runs.load_metrics(metrics_file)
+    assert doc["readings"] == {"sweep": "LoRA reached **0.41**."}
+    view = {"stem": "nb", "status": "passed", "seconds": 1.0, "doc": doc, "figures": []}
+    assert "### Reading the results: sweep" in report._md_section(view)
+    assert "LoRA reached **0.41**." in report._html_section(view)
+    with pytest.raises(ValueError, match="non-empty"):
+        reading("empty", "  ")
