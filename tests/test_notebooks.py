@@ -5,6 +5,7 @@ New notebooks are picked up automatically (no edit here): the smoke test is para
 """
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,40 @@ def test_structure(path):
     assert "ft.record(" in source and "ft.claim(" in source
     lengths = sorted(len("".join(c["source"]).splitlines()) for c in code)
     assert len(code) <= 25 and lengths[-1] <= 40 and lengths[len(lengths) // 2] <= 8
+
+
+def _markdown(path: Path) -> list[str]:
+    return ["".join(c["source"]) for c in json.loads(path.read_text())["cells"]
+            if c["cell_type"] == "markdown"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_course_standard(path):
+    """DESIGN.md section 2: what you will learn, the paper, the time per profile; readings
+    written from the run's numbers; a summary, exercises that name a parameter, links onward."""
+    from ftkit.ui.schemas import schema_for
+
+    md = _markdown(path)
+    intro = md[0]
+    assert "What you will learn" in intro and "§" in intro
+    assert re.search(r"Run time:.*smoke.*workshop", intro, re.S), "time per profile"
+    summary = [m for m in md if m.lstrip().startswith("## Summary")]
+    assert len(summary) == 1, "one summary section"
+    exercises = summary[0].split("## Try next", 1)
+    assert len(exercises) == 2, "'Try next' exercises follow the summary"
+    items = [l for l in exercises[1].splitlines() if l.startswith("- ")]
+    assert 2 <= len(items) <= 4, "two to four exercises"
+    names = set(schema_for(path.stem).names())
+    for item in items:
+        named = set(re.findall(r"`(\w+)", item)) & names
+        assert named, f"an exercise names a parameter of the notebook: {item}"
+    assert re.search(r"\*\*Next:\*\*.*\]\(\d\d_\w+\.ipynb\)", exercises[1], re.S)
+    assert "](../docs/glossary.md)" in exercises[1]
+    for text in md:  # a reading is written from numbers, never fixed prose
+        assert not re.match(r"\s*(#+[^\n]*|\*\*)Reading the results", text), text[:60]
+    readings = [src for src in map("".join, (c["source"] for c in _code_cells(path)))
+                if "ft.reading(" in src]
+    assert readings and all(re.search(r'f"""[^"]*\{', src) for src in readings)
 
 
 @pytest.fixture(scope="session")
