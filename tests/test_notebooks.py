@@ -116,3 +116,53 @@ def test_smoke_profile(path, smoke_runs):
     for fig in doc["figures"]:
         assert (metrics.parent / fig).stat().st_size > 1000
     assert doc["params"]["profile"] == "smoke"
+
+
+# Metrics that measure the machine (time, memory, speed) rather than the results.
+MACHINE_METRIC = re.compile(r"seconds|_ms\b|ms_per|_mb\b|memory|gflops|speedup|latency|"
+                            r"over_base|cores|rss|trains_in|gpu")
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, float) and isinstance(b, float):
+        return (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9)
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(map(_same, a, b))
+    return a == b
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_run_all_twice_in_one_kernel(path, tmp_path, monkeypatch):
+    """DESIGN.md section 2: "Run All" a second time in the same kernel gives the same results
+    (no `del` of inputs, no reassigned parameters, nothing that depends on a fresh kernel)."""
+    import copy
+
+    import nbformat
+    import papermill
+    from papermill.parameterize import parameterize_notebook
+
+    from ftkit.batch import runner
+    from ftkit.core import profiles
+
+    first, metrics = tmp_path / "first.json", tmp_path / "metrics.json"
+    params = runner.injected_params(path, profiles.load_profile("smoke"), tmp_path / "out")
+    nb = parameterize_notebook(nbformat.read(path, as_version=4), params)
+    snapshot = nbformat.v4.new_code_cell(
+        f"import shutil\nshutil.copy({str(metrics)!r}, {str(first)!r})")
+    nb.cells = nb.cells + [snapshot] + copy.deepcopy(nb.cells)
+    doubled = tmp_path / path.name
+    nbformat.write(nb, doubled)
+    for key, value in runner.kernel_env(metrics, path.parent).items():
+        monkeypatch.setenv(key, value)
+    papermill.execute_notebook(str(doubled), str(tmp_path / "out.ipynb"), kernel_name="python3",
+                               cwd=str(path.parent), progress_bar=False)
+    once, twice = json.loads(first.read_text()), json.loads(metrics.read_text())
+    results = {k for k in once["metrics"] if not MACHINE_METRIC.search(k)}
+    assert once["metrics"].keys() == twice["metrics"].keys()
+    changed = [k for k in sorted(results) if not _same(once["metrics"][k], twice["metrics"][k])]
+    assert not changed, {k: (once["metrics"][k], twice["metrics"][k]) for k in changed}
+    assert [c["text"] for c in once["claims"]] == [c["text"] for c in twice["claims"]]
+    assert once["readings"].keys() == twice["readings"].keys()

@@ -255,7 +255,7 @@ def _run_one(notebook: Path, run_dir: Path, prof: Profile, notebooks_dir: Path) 
     result = NotebookResult(stem, started=now(), output=f"{stem}.ipynb",
                             metrics_file=f"{stem}/metrics.json", log=f"logs/{stem}.log")
     try:
-        result.params = _params(notebook, prof, out_dir)
+        result.params = injected_params(notebook, prof, out_dir)
     except Exception as exc:  # unreadable notebook: report it, go on with the next one
         result.status, result.seconds, result.finished = "failed", 0.0, now()
         result.error = f"{type(exc).__name__}: {exc}"
@@ -271,7 +271,7 @@ def _run_one(notebook: Path, run_dir: Path, prof: Profile, notebooks_dir: Path) 
     return result
 
 
-def _params(notebook: Path, prof: Profile, out_dir: Path) -> dict[str, Any]:
+def injected_params(notebook: Path, prof: Profile, out_dir: Path) -> dict[str, Any]:
     """Parameters to inject: the profile's, filtered to declared names, plus output_dir."""
     declared = declared_parameters(notebook)
     params = params_for(prof, notebook.stem, declared)
