@@ -118,8 +118,9 @@ def run_ftkit(model_name: str, tok, rows: list[dict], steps: int, batch: int, r:
     model = (adapters.apply_method(model, cfg) if fast_dora or method != "dora"
              else adapters._lora(model, cfg, use_dora=True, fast_dora=False))
     ds = instruct.sft_dataset(tok, rows, 512)
+    # report_to="none": the anchors write no event files either
     train = TrainConfig(**{"lr": 2e-4, "max_steps": steps, "batch_size": batch,
-                           "eval_steps": 10 ** 6, **(train_changes or {})})
+                           "eval_steps": 10 ** 6, "report_to": "none", **(train_changes or {})})
     trainer = sft.make_trainer(model, tok, ds, None, train, out, seed=0, title=method,
                                callbacks=[], **(overrides or {}))
     return trainer, sum(len(x) for x in ds["input_ids"]), {}

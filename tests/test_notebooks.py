@@ -142,6 +142,7 @@ def test_run_all_twice_in_one_kernel(path, tmp_path, monkeypatch):
 
     import nbformat
     import papermill
+    from papermill.iorw import load_notebook_node
     from papermill.parameterize import parameterize_notebook
 
     from ftkit.batch import runner
@@ -149,9 +150,9 @@ def test_run_all_twice_in_one_kernel(path, tmp_path, monkeypatch):
 
     first, metrics = tmp_path / "first.json", tmp_path / "metrics.json"
     params = runner.injected_params(path, profiles.load_profile("smoke"), tmp_path / "out")
-    nb = parameterize_notebook(nbformat.read(path, as_version=4), params)
+    nb = parameterize_notebook(load_notebook_node(str(path)), params)
     snapshot = nbformat.v4.new_code_cell(
-        f"import shutil\nshutil.copy({str(metrics)!r}, {str(first)!r})")
+        f"import shutil\nshutil.copy({str(metrics)!r}, {str(first)!r})", metadata={"tags": []})
     nb.cells = nb.cells + [snapshot] + copy.deepcopy(nb.cells)
     doubled = tmp_path / path.name
     nbformat.write(nb, doubled)

@@ -10,8 +10,12 @@ Used in notebooks/02_data_balancing.ipynb.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 METRICS = ("accuracy", "macro_f1", "minority_f1", "minority_recall", "pr_auc", "kappa")
+# Factors by which the minority classes' probabilities are scaled when the decision threshold
+# moves towards them: 1 (argmax as trained) to 100, evenly spaced on a log scale.
+WEIGHTS = tuple(float(w) for w in np.geomspace(1.0, 100.0, 25))
 
 
 def _check(y_true: np.ndarray, proba: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -59,6 +63,56 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray,
             "minority_recall": float(recall[list(minority)].mean()),
             "pr_auc": pr_auc(y_true, proba),
             "kappa": float(cohen_kappa_score(y_true, y_pred))}
+
+
+def reweight(proba: np.ndarray, minority: list[int], weight: float) -> np.ndarray:
+    """Probabilities ``(N, K)`` with the minority columns scaled by ``weight`` and renormalised:
+    the argmax decision threshold moves towards the minority classes (paper §3.1.3)."""
+    out = np.asarray(proba, dtype=float).copy()
+    out[:, list(minority)] *= weight
+    return out / out.sum(1, keepdims=True)
+
+
+def threshold_curve(y_true: np.ndarray, proba: np.ndarray, minority: list[int],
+                    weights=WEIGHTS) -> pd.DataFrame:
+    """Per weight: rare-vs-rest precision and recall (a precision-recall curve traced by moving
+    the threshold) and the minority F1 of the re-weighted decisions."""
+    y_true, proba = _check(y_true, proba)
+    rare, rows = np.isin(y_true, minority), []
+    for w in weights:
+        moved = reweight(proba, minority, w)
+        called = np.isin(moved.argmax(1), minority)
+        hits = int((called & rare).sum())
+        rows.append({"weight": w, "precision": hits / max(int(called.sum()), 1),
+                     "recall": hits / max(int(rare.sum()), 1),
+                     "minority_f1": classification_metrics(y_true, moved, minority)["minority_f1"]})
+    return pd.DataFrame(rows)
+
+
+def choose_weight(y_val: np.ndarray, proba_val: np.ndarray, minority: list[int],
+                  weights=WEIGHTS) -> tuple[float, pd.DataFrame]:
+    """The weight with the best minority F1 on a validation split (never the test split), and
+    the validation curve it was read from; the smallest weight wins ties."""
+    curve = threshold_curve(y_val, proba_val, minority, weights)
+    return float(curve.loc[curve["minority_f1"].idxmax(), "weight"]), curve
+
+
+def threshold_figure(curve: pd.DataFrame, chosen: float, test_point: tuple[float, float]):
+    """The validation precision-recall curve of moving the threshold, the chosen point, and
+    where that choice lands on the test split."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.8))
+    ax.plot(curve["recall"], curve["precision"], "o-", ms=3, label="validation, weight 1 → 100")
+    at = curve.loc[(curve["weight"] - chosen).abs().idxmin()]
+    ax.plot(at["recall"], at["precision"], "r*", ms=14, label=f"chosen: weight {chosen:.2g}")
+    ax.plot(*test_point[::-1], "kx", ms=10, mew=2, label="the same weight on the test split")
+    ax.set_xlabel("recall of the rare intents")
+    ax.set_ylabel("precision of the rare intents")
+    ax.set_title("Moving the decision threshold")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
 
 
 def confusion(y_true: np.ndarray, proba: np.ndarray) -> np.ndarray:

@@ -19,7 +19,13 @@ import numpy as np
 import pandas as pd
 
 from ftkit.data import balance
-from ftkit.evaluate.classification import METRICS, classification_metrics
+from ftkit.data.split import split
+from ftkit.evaluate.classification import (
+    METRICS,
+    choose_weight,
+    classification_metrics,
+    reweight,
+)
 from ftkit.models import load
 from ftkit.models.embeddings import encode
 from ftkit.models.packs.core import cache_root
@@ -63,6 +69,22 @@ def train_head(name: str, X: np.ndarray, y: np.ndarray, n_classes: int, seed: in
     return classifier.train_head(X_r, y_r, n_classes, seed=seed, **kwargs)
 
 
+def threshold_head(X_train, y_train, X_eval, minority: list[int], n_classes: int, seed: int = 0,
+                   val_fraction: float = 0.2, **train_kwargs):
+    """The cheapest imbalance method: a baseline head trained on the training rows less a
+    stratified validation part, whose minority probabilities are then scaled by the weight that
+    gives the best minority F1 on that validation part (never on the test split).
+
+    Returns ``(eval probabilities, chosen weight, validation curve)``.
+    """
+    fit, val = split(len(y_train), "stratified", test_size=val_fraction, seed=seed,
+                     labels=y_train)
+    head = train_head("baseline", X_train[fit], y_train[fit], n_classes, seed, **train_kwargs)
+    weight, curve = choose_weight(y_train[val], classifier.predict_proba(head, X_train[val]),
+                                  minority)
+    return reweight(classifier.predict_proba(head, X_eval), minority, weight), weight, curve
+
+
 def compare_heads(methods: list[str], X_train, y_train, X_eval, y_eval, minority: list[int],
                   seeds: list[int], progress=None, **train_kwargs):
     """Metrics per method, averaged over ``seeds``, and each method's first-seed probabilities.
@@ -75,8 +97,12 @@ def compare_heads(methods: list[str], X_train, y_train, X_eval, y_eval, minority
     jobs = [(m, s) for m in methods for s in seeds]
     rows, probas = [], {}
     for method, seed in (progress or iter)(jobs):
-        head = train_head(method, X_train, y_train, n_classes, seed, **train_kwargs)
-        proba = classifier.predict_proba(head, X_eval)
+        if RECIPES[method].threshold:
+            proba = threshold_head(X_train, y_train, X_eval, minority, n_classes, seed,
+                                   **train_kwargs)[0]
+        else:
+            proba = classifier.predict_proba(
+                train_head(method, X_train, y_train, n_classes, seed, **train_kwargs), X_eval)
         probas.setdefault(method, proba)
         rows.append({"method": method, **classification_metrics(y_eval, proba, minority)})
     grouped = pd.DataFrame(rows).groupby("method", sort=False)[list(METRICS)]

@@ -89,6 +89,7 @@ class Recipe:
     loss: str = "ce"
     sampler: str = "shuffle"
     ensemble: bool = False
+    threshold: bool = False  # train as baseline, then move the decision threshold (validation)
 
 
 RECIPES: dict[str, Recipe] = {
@@ -96,6 +97,7 @@ RECIPES: dict[str, Recipe] = {
     "undersample": Recipe(resample="undersample"), "smote": Recipe(resample="smote"),
     "class_weight": Recipe(loss="weighted"), "focal": Recipe(loss="focal"),
     "balanced_batches": Recipe(sampler="balanced"), "ensemble": Recipe(ensemble=True),
+    "threshold": Recipe(threshold=True),
 }
 TEXT_RECIPES = ("baseline", "oversample", "undersample", "class_weight", "focal",
                 "balanced_batches")  # SMOTE needs vectors; an LLM ensemble is too slow here

@@ -66,7 +66,7 @@ SCHEMAS: dict[str, type] = {s.NOTEBOOK: s for s in [
             "csv_path": "../data/tickets/tickets.csv", "minority_share": 0.06,
             "encoder_name": "minilm-l6",
             "head_methods": ["baseline", "oversample", "undersample", "smote", "class_weight",
-                             "focal", "balanced_batches", "ensemble"],
+                             "focal", "balanced_batches", "ensemble", "threshold"],
             "head_epochs": 30, "head_lr": 3e-3, "head_seeds": 3, "focal_gamma": 2.0,
             "ensemble_size": 5, "llm_methods": ["baseline", "class_weight", "balanced_batches"],
             "llm_steps": 30}),

@@ -67,3 +67,22 @@ def test_figures():
     assert len(fig.axes[0].patches) == 6
     fig = cm.confusion_figure({"a": np.eye(3, dtype=int), "b": np.eye(3, dtype=int)}, list("xyz"))
     assert len(fig.axes) == 2
+
+
+def test_moving_the_threshold_is_chosen_on_validation_and_raises_minority_recall():
+    from ftkit.evaluate import classification as cl
+
+    rng = np.random.default_rng(0)
+    y = np.array([0] * 90 + [1] * 10)
+    # a model that is right but timid about the rare class: its probability rarely wins
+    p1 = np.where(y == 1, rng.uniform(0.2, 0.45, 100), rng.uniform(0.0, 0.15, 100))
+    proba = np.stack([1 - p1, p1], 1)
+    assert cl.classification_metrics(y, proba, [1])["minority_recall"] < 0.2
+    weight, curve = cl.choose_weight(y, proba, [1])
+    assert weight > 1 and list(curve.columns) == ["weight", "precision", "recall", "minority_f1"]
+    moved = cl.reweight(proba, [1], weight)
+    assert np.allclose(moved.sum(1), 1) and moved.argmax(1).tolist() == y.tolist()
+    assert curve.minority_f1.max() == 1.0 and curve.minority_f1.iloc[0] < 0.5
+    # weight 1 leaves the decisions as trained; recall never falls as the weight grows
+    assert np.array_equal(cl.reweight(proba, [1], 1.0).argmax(1), proba.argmax(1))
+    assert curve.recall.is_monotonic_increasing
