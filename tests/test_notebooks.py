@@ -153,7 +153,10 @@ def test_run_all_twice_in_one_kernel(path, tmp_path, monkeypatch):
     nb = parameterize_notebook(load_notebook_node(str(path)), params)
     snapshot = nbformat.v4.new_code_cell(
         f"import shutil\nshutil.copy({str(metrics)!r}, {str(first)!r})", metadata={"tags": []})
-    nb.cells = nb.cells + [snapshot] + copy.deepcopy(nb.cells)
+    second = copy.deepcopy(nb.cells)
+    for i, cell in enumerate(second):
+        cell["id"] = f"second-pass-{i}"  # cell ids stay unique in the doubled notebook
+    nb.cells = nb.cells + [snapshot] + second
     doubled = tmp_path / path.name
     nbformat.write(nb, doubled)
     for key, value in runner.kernel_env(metrics, path.parent).items():

@@ -18,6 +18,7 @@ attributes, so notebooks read ``params.train.lr`` or ``params.experiment.tasks``
 from __future__ import annotations
 
 import ast
+import copy
 import dataclasses
 import typing
 from typing import Any, ClassVar
@@ -123,7 +124,7 @@ def notebook_schema(notebook: str, class_name: str, **groups: tuple[type, dict[s
 
 
 def _copier(value: Any):
-    return lambda: ast.literal_eval(repr(value))
+    return lambda: copy.deepcopy(value)
 
 
 def check_names(schema: type, values: dict[str, Any], source: str) -> None:
