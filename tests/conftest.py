@@ -57,15 +57,15 @@ def tiny_vlm():
 
 
 @pytest.fixture
-def built_paths(monkeypatch):
-    """The training paths whose trainers ``ftkit.train.factory.build`` made during a test."""
+def built_trainers(monkeypatch):
+    """The trainers ``ftkit.train.factory.build`` made during a test, in order."""
     from ftkit.train import factory
 
-    seen, original = [], factory.build
+    built, original = [], factory.build
 
     def spy(*args, **kwargs):
-        seen.append(kwargs["path"])
-        return original(*args, **kwargs)
+        built.append(original(*args, **kwargs))
+        return built[-1]
 
     monkeypatch.setattr(factory, "build", spy)
-    return seen
+    return built

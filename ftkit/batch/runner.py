@@ -225,9 +225,10 @@ def check_parameters(selected: list[Path], prof: Profile, overrides: dict[str, A
     """
     schemas = [SCHEMAS[nb.stem] for nb in selected if nb.stem in SCHEMAS]
     for schema in schemas:
-        check_names(schema, prof.notebooks.get(schema.NOTEBOOK, {}), f"profile {prof.name!r}")
-        schema(**{**schema.defaults(), **{k: v for k, v in {**prof.notebooks.get(
-            schema.NOTEBOOK, {}), **overrides}.items() if k in schema.names()}})
+        own = prof.notebooks.get(schema.NOTEBOOK, {})
+        check_names(schema, own, f"profile {prof.name!r}")
+        given = {k: v for k, v in {**own, **overrides}.items() if k in schema.names()}
+        schema(**{**schema.defaults(), **given})  # a bad value fails here, naming the field
     if len(selected) == 1 and schemas:
         check_names(schemas[0], overrides, "-p")
         return

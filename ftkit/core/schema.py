@@ -27,7 +27,6 @@ from ftkit.core.config import (
     Config,
     ConfigError,
     RunConfig,
-    Section,
     closest,
     coerce_value,
 )
@@ -61,15 +60,6 @@ class NotebookParams:
         if name.startswith("_"):
             raise AttributeError(name)
         return getattr(object.__getattribute__(self, "_config"), name)
-
-    @property
-    def config(self) -> Config:
-        """The sections as a :class:`Config` (``config.train``, ``config.adapter`` …)."""
-        return self._config
-
-    @property
-    def sections(self) -> dict[str, Section]:
-        return self._config.sections
 
     def to_params(self) -> dict[str, Any]:
         """The declared fields as a flat dict (what papermill and profiles hold)."""

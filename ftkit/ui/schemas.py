@@ -37,7 +37,9 @@ from ftkit.train.params import BalanceConfig, ExperimentConfig, MergeConfig, Swe
 from ftkit.vqa.params import VQAConfig
 
 TASKS = "../data/instruct_tasks/tasks.jsonl"
-PREFS = "../data/preferences/preferences.jsonl"
+# Notebooks 08 and 09 align on the same preference pairs and judge the same held-out prompts.
+PREFERENCE = (PreferenceConfig, {"prefs_path": "../data/preferences/preferences.jsonl",
+                                 "n_pairs": 0, "n_heldout": 32, "gen_batch_size": 16})
 
 
 def _run(notebook: str) -> tuple[type, dict[str, Any]]:
@@ -120,8 +122,7 @@ SCHEMAS: dict[str, type] = {s.NOTEBOOK: s for s in [
         "08_dpo_alignment", "DPOAlignmentParams",
         model=(ModelConfig, {"model_name": "smollm2-135m", "max_length": 96,
                              "max_new_tokens": 16}),
-        preference=(PreferenceConfig, {"prefs_path": PREFS, "n_pairs": 0, "n_heldout": 32,
-                                       "gen_batch_size": 16}),
+        preference=PREFERENCE,
         dpo=(DPOSettings, {"betas": [0.1, 1.0], "beta": 0.1}),
         train=(TrainConfig, {"lr": 5e-4, "max_steps": 16, "batch_size": 4, "warmup_ratio": 0.0,
                              "lr_scheduler": "constant"}),
@@ -130,8 +131,7 @@ SCHEMAS: dict[str, type] = {s.NOTEBOOK: s for s in [
         "09_rlhf_reward_and_ppo", "RewardAndPPOParams",
         model=(ModelConfig, {"model_name": "smollm2-135m", "max_length": 96,
                              "max_new_tokens": 12}),
-        preference=(PreferenceConfig, {"prefs_path": PREFS, "n_pairs": 0, "n_heldout": 32,
-                                       "gen_batch_size": 16}),
+        preference=PREFERENCE,
         reward=(RewardConfig, {"reward_model": "minilm-l6", "rm_epochs": 2, "rm_lr": 1e-4,
                                "rm_batch_size": 16, "rm_max_length": 64}),
         ppo=(PPOSettings, {"ppo_iterations": 10, "ppo_prompts": 4, "ppo_samples": 4,

@@ -62,19 +62,10 @@ def test_every_path_is_listed():
 
 
 @pytest.mark.parametrize("path", factory.PATHS)
-def test_each_path_trains_through_the_factory(path, tmp_path, request, built_paths, monkeypatch):
-    trainers, build = [], factory.build
-
-    def keep(*args, **kwargs):
-        trainer = build(*args, **kwargs)
-        trainers.append(trainer)
-        return trainer
-
-    monkeypatch.setattr(factory, "build", keep)
+def test_each_path_trains_through_the_factory(path, tmp_path, request, built_trainers):
     RUNS[path](tmp_path, request)
-    assert built_paths == [path]
-    (trainer,) = trainers
-    assert trainer.ftkit_path == path
+    assert [t.ftkit_path for t in built_trainers] == [path]
+    (trainer,) = built_trainers
     (plot,) = [c for c in trainer.callback_handler.callbacks
                if isinstance(c, (LivePlotCallback, dpo.LiveCurves))]
     losses = plot.train if isinstance(plot, LivePlotCallback) else plot.points["loss"]
