@@ -31,6 +31,8 @@ from ftkit.align.params import PPOSettings
 from ftkit.core.config import ConfigError
 from ftkit.core.env import bf16_autocast
 from ftkit.train.adapters import require_peft
+from ftkit.train.loop import CallbackLoop
+from ftkit.train.trainers import loss_arguments, run_folder
 
 
 def clipped_surrogate(logp_new: torch.Tensor, logp_old: torch.Tensor, advantages: torch.Tensor,
@@ -149,17 +151,24 @@ def ppo_iteration(model, optimizer, tokenizer, prompts: list[str],
             "reply_tokens": mask.sum(-1).mean().item()}
 
 
+ITERATION_STATS = ("reward", "kl", "loss", "clip_fraction", "reply_tokens")
+
+
 PPO_CURVES = {"reward": "reward-model score of rollouts", "kl": "KL to reference (nats/reply)",
               "clip_fraction": "share of tokens clipped"}
 
 
 def train_ppo(model, tokenizer, prompts: list[str], reward_fn, cfg: PPOSettings,
-              max_new_tokens: int = 16, seed: int = 0, bf16: bool = True, progress=None,
-              curves=None) -> list[dict]:
+              max_new_tokens: int = 16, seed: int = 0, bf16: bool = True, curves=None,
+              output_dir: str | None = None, save_steps: int = 0,
+              resume: bool = True) -> list[dict]:
     """Run ``cfg.ppo_iterations`` PPO iterations over ``prompts`` (cycled in a seeded order).
 
-    ``model`` must be a peft (LoRA) model: its reference is the adapter switched off.
-    Returns one statistics row per iteration; ``curves`` (a LiveCurves) plots them live.
+    ``model`` must be a peft (LoRA) model: its reference is the adapter switched off. The loop
+    runs under ``ftkit.train.loop.CallbackLoop``: ``curves`` (a LiveCurves over
+    :data:`PPO_CURVES`) plots each iteration, ``output_dir`` keeps the TensorBoard event files
+    and a checkpoint every ``save_steps`` iterations, from which a rerun resumes (``resume``).
+    Without ``output_dir`` nothing is kept. Returns one statistics row per iteration.
     """
     require_peft(model, "train_ppo")
     if len(prompts) < cfg.ppo_prompts:
@@ -172,20 +181,23 @@ def train_ppo(model, tokenizer, prompts: list[str], reward_fn, cfg: PPOSettings,
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
                                   lr=cfg.ppo_lr)
     order = torch.randperm(len(prompts), generator=gen).tolist()
-    history, t0 = [], time.perf_counter()
-    steps = range(cfg.ppo_iterations)
-    for it in (progress(steps, desc="PPO") if progress else steps):
-        start = (it * cfg.ppo_prompts) % len(order)
-        picked = [prompts[order[(start + j) % len(order)]] for j in range(cfg.ppo_prompts)]
-        stats = ppo_iteration(model, optimizer, tokenizer, picked, reward_fn, cfg,
-                              max_new_tokens, bf16)
-        history.append({"iteration": it + 1, **stats, "seconds": time.perf_counter() - t0})
-        if curves is not None:
-            curves.add(it + 1, stats, cfg.ppo_iterations)
-    if curves is not None:
-        curves.finish()
+    with run_folder(output_dir) as folder:
+        args = loss_arguments(folder, lr=cfg.ppo_lr, batch_size=cfg.ppo_prompts,
+                              max_steps=cfg.ppo_iterations, seed=seed, save_steps=save_steps,
+                              report_to="tensorboard" if output_dir else "none")
+        loop = CallbackLoop(model, optimizer, args, path="ppo", plot=curves, title="PPO")
+        t0 = time.perf_counter()
+        for it in range(loop.begin(cfg.ppo_iterations, resume and bool(output_dir)),
+                        cfg.ppo_iterations):
+            start = (it * cfg.ppo_prompts) % len(order)
+            picked = [prompts[order[(start + j) % len(order)]] for j in range(cfg.ppo_prompts)]
+            stats = ppo_iteration(model, optimizer, tokenizer, picked, reward_fn, cfg,
+                                  max_new_tokens, bf16)
+            loop.step({**stats, "seconds": time.perf_counter() - t0})
+        loop.end()
     model.eval()
-    return history
+    return [{"iteration": h["step"], **{k: h[k] for k in (*ITERATION_STATS, "seconds")}}
+            for h in loop.state.log_history]
 
 
 def evaluate_policy(model, tokenizer, rows: list[dict], reward_fn, ref_judged=None,

@@ -4,7 +4,8 @@ The reward model reads a prompt and a reply and returns one number. It is traine
 Bradley-Terry pairwise loss, ``-log σ(r(x, y_w) - r(x, y_l))``: the chosen reply should score
 higher than the rejected one, and ``σ(r_a - r_b)`` is then the model's probability that reply
 ``a`` is preferred. Here it is a sentence encoder (all-MiniLM-L6-v2, 22 M parameters; fast on
-a CPU) with mean pooling and one linear output, fully fine-tuned in a short loop.
+a CPU) with mean pooling and one linear output, fully fine-tuned by transformers' Trainer
+(``ftkit.train.trainers``, through the factory).
 :func:`pairwise_eval` measures held-out accuracy and :func:`reliability` whether the
 probabilities are calibrated (a reliability diagram and the expected calibration error).
 
@@ -19,7 +20,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ftkit.align.params import RewardConfig
+from ftkit.core.config import ConfigError
 from ftkit.models import load
+from ftkit.train import factory
+from ftkit.train.trainers import LossTrainer, loss_arguments, run_folder
 
 
 class RewardModel(nn.Module):
@@ -74,34 +78,41 @@ def score(model: RewardModel, tokenizer, prompts: list[str], replies: list[str],
 
 
 def train_reward_model(model: RewardModel, tokenizer, rows: list[dict], cfg: RewardConfig,
-                       seed: int = 0, progress=None, curves=None) -> list[float]:
+                       seed: int = 0, curves=None, output_dir: str | None = None,
+                       save_steps: int = 0) -> list[float]:
     """Fit the reward model to preference rows; returns the loss of every step.
 
-    Each step scores the chosen and the rejected replies of ``rm_batch_size`` pairs in one
-    forward pass and takes the pairwise loss. ``curves`` (a LiveCurves) plots ``rm_loss``.
+    The trainer comes from ftkit's factory (path ``reward``): each step scores the chosen and
+    the rejected replies of ``rm_batch_size`` pairs in one forward pass and takes the pairwise
+    loss; AdamW at a constant ``rm_lr``, gradients clipped at 1, rows reshuffled every epoch.
+    ``curves`` (a LiveCurves over ``loss``) plots it live; ``output_dir`` keeps the TensorBoard
+    event files and checkpoints (every ``save_steps``); without one nothing is kept.
     """
-    rng, losses = random.Random(seed), []
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.rm_lr)
-    steps = [(e, i) for e in range(cfg.rm_epochs) for i in range(0, len(rows), cfg.rm_batch_size)]
-    order = list(rows)
-    model.train()
-    for epoch, i in (progress(steps, desc="reward model") if progress else steps):
-        if i == 0:
-            rng.shuffle(order)
-        batch = order[i:i + cfg.rm_batch_size]
+    if len(rows) < cfg.rm_batch_size:
+        raise ConfigError(f"RewardConfig.rm_batch_size = {cfg.rm_batch_size} is larger than "
+                          f"the {len(rows)} training pairs")
+
+    def collate(batch: list[dict]) -> dict:
         prompts = [r["prompt"] for r in batch] * 2
         replies = [r["chosen"] for r in batch] + [r["rejected"] for r in batch]
-        enc = encode(tokenizer, prompts, replies, cfg.rm_max_length)
-        rewards = model(**{k: v.to(_device(model)) for k, v in enc.items()})
-        loss = pairwise_loss(rewards[:len(batch)], rewards[len(batch):])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-        if curves is not None:
-            curves.add(len(losses), {"rm_loss": loss.item()})
+        return encode(tokenizer, prompts, replies, cfg.rm_max_length)
+
+    def step_loss(model, batch: dict) -> torch.Tensor:
+        rewards = model(**batch)  # chosen replies first, then the rejected ones
+        half = len(rewards) // 2
+        return pairwise_loss(rewards[:half], rewards[half:])
+
+    with run_folder(output_dir) as folder:
+        args = loss_arguments(folder, lr=cfg.rm_lr, batch_size=cfg.rm_batch_size,
+                              epochs=cfg.rm_epochs, seed=seed, weight_decay=0.01,
+                              save_steps=save_steps, report_to="tensorboard" if output_dir
+                              else "none")
+        trainer = factory.build(LossTrainer, model, args, path="reward", plot=curves,
+                                title="reward model", train_dataset=list(rows),
+                                data_collator=collate, loss_fn=step_loss)
+        trainer.train()
     model.eval()
-    return losses
+    return [h["loss"] for h in trainer.state.log_history if "loss" in h]
 
 
 def pairwise_eval(model: RewardModel, tokenizer, rows: list[dict], max_length: int = 96,

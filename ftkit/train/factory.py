@@ -10,7 +10,20 @@ The paths:
 - ``sft``: causal-LM fine-tuning (``ftkit.train.sft.make_trainer``; notebooks 05-07, 02's LLM);
 - ``dpo``: TRL's DPOTrainer (``ftkit.align.dpo.make_dpo_trainer``; notebooks 08, 09);
 - ``whisper``: decoder fine-tuning on cached encoder states (``ftkit.asr.whisper``; notebook 16);
-- ``vqa``: a vision-language stage (``ftkit.vqa.train.trainer``; notebook 17).
+- ``vqa``: a vision-language stage (``ftkit.vqa.train.trainer``; notebook 17);
+- ``classifier``: a LoRA backbone with a classification head, its loss and row sampler by name
+  (``ftkit.train.lora_classifier.finetune``; notebook 02);
+- ``reward``: a reward model on preference pairs (``ftkit.align.reward``; notebook 09);
+- ``contrastive``: CLIP-style pretraining of an image encoder (``ftkit.vqa.contrastive``;
+  notebook 17).
+
+The last three train plain ``nn.Module`` objects with a loss of their own
+(``ftkit.train.trainers.LossTrainer``). Two loops stay hand-written: PPO (TRL 1.16 ships no
+PPOTrainer, and one PPO iteration is a rollout plus several updates, not one Trainer step),
+which uses the same callbacks and checkpoints through ``ftkit.train.loop``; and the linear
+heads on frozen sentence embeddings of notebook 02 (``ftkit.train.classifier``), dozens per
+run, where the Trainer's set-up costs more than the training (a 600-row head, 30 epochs:
+0.12 s in the plain loop, 0.96 s through ``LossTrainer``, measured side by side).
 
 Seeding happens in the TrainingArguments every path builds (``seed``), which the Trainer
 applies before it creates the model's optimiser state.
@@ -25,7 +38,8 @@ from transformers.integrations import TensorBoardCallback
 from ftkit.train.callbacks import compact_logs, live_plot
 from ftkit.train.checkpoints import IntegrityCallback
 
-PATHS = ("sft", "dpo", "whisper", "vqa")
+PATHS = ("sft", "dpo", "whisper", "vqa", "classifier", "reward", "contrastive")
+LOOPS = ("ppo",)  # hand-written, with the same callbacks and checkpoints (ftkit.train.loop)
 
 
 def saves_checkpoints(args) -> bool:
@@ -48,16 +62,28 @@ def build(trainer_cls: type, model, args, *, path: str, title: str = "training",
     """
     if path not in PATHS:
         raise ValueError(f"unknown training path {path!r}; the factory builds {list(PATHS)}")
-    integrity = [IntegrityCallback()] if saves_checkpoints(args) else []
-    shared = [plot if plot is not None else live_plot(title), *(callbacks or []), *integrity]
+    shared = shared_callbacks(args, title, plot, callbacks)
     trainer = trainer_cls(model=model, args=args, callbacks=shared, **trainer_kwargs)
     trainer.ftkit_path = path
-    for callback in trainer.callback_handler.callbacks:
-        # event files under output_dir/runs, also when the first log is an evaluation before
-        # training (transformers would otherwise write them below the current directory)
-        if isinstance(callback, TensorBoardCallback) and callback.logging_dir is None:
-            callback.logging_dir = os.path.join(args.output_dir, "runs")
+    route_event_files(trainer.callback_handler.callbacks, args)
     return compact_logs(trainer)
 
 
-__all__ = ["PATHS", "build", "saves_checkpoints"]
+def shared_callbacks(args, title: str = "training", plot=None,
+                     callbacks: list | None = None) -> list:
+    """What every run gets: its live plot, the given callbacks, integrity markers on saves."""
+    integrity = [IntegrityCallback()] if saves_checkpoints(args) else []
+    return [plot if plot is not None else live_plot(title), *(callbacks or []), *integrity]
+
+
+def route_event_files(callbacks: list, args) -> None:
+    """TensorBoard event files under ``output_dir/runs``, also when the first log is an
+    evaluation before training (transformers would otherwise write them below the current
+    directory)."""
+    for callback in callbacks:
+        if isinstance(callback, TensorBoardCallback) and callback.logging_dir is None:
+            callback.logging_dir = os.path.join(args.output_dir, "runs")
+
+
+__all__ = ["LOOPS", "PATHS", "build", "route_event_files", "saves_checkpoints",
+           "shared_callbacks"]

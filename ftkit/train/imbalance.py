@@ -153,18 +153,18 @@ def train_llm(name: str, model_name: str, texts: list[str], y: np.ndarray, n_cla
 def compare_llm_methods(methods: list[str], model_name: str, train_texts: list[str],
                         y_train: np.ndarray, eval_texts: list[str], y_eval: np.ndarray,
                         n_classes: int, minority_ids: list[int], *, adapter: dict,
-                        max_length: int, bf16: bool, progress=None,
+                        max_length: int, bf16: bool, output_dir: str | None = None,
                         **train_kwargs) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
     """LoRA classifiers of ``model_name``, one per imbalance recipe, scored on the eval split
-    with the imbalance metrics; returns ``(table, eval probabilities by method)``.
-    Paper §3.1.3. Used in notebook 02."""
+    with the imbalance metrics; returns ``(table, eval probabilities by method)``. Each run's
+    event files go to ``output_dir/lora-<method>``. Paper §3.1.3. Used in notebook 02."""
     rows, probas = {}, {}
     for method in methods:
         t0 = time.perf_counter()
-        steps = (lambda n, m=method: progress(n, desc=f"LoRA {m}")) if progress else None
+        folder = f"{output_dir}/lora-{method}" if output_dir else None
         clf, tokenizer, losses = train_llm(method, model_name, train_texts, y_train, n_classes,
                                            adapter=adapter, max_length=max_length, bf16=bf16,
-                                           progress=steps, **train_kwargs)
+                                           output_dir=folder, **train_kwargs)
         probas[method] = lora_classifier.predict_proba(clf, tokenizer, eval_texts,
                                                        max_length=max_length, bf16=bf16)
         rows[method] = {**classification_metrics(y_eval, probas[method], minority_ids),

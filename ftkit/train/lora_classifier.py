@@ -5,7 +5,8 @@ the whole vocabulary are computed. A decoder reads left to right, so its *last* 
 seen the whole text and is used as the summary ("last" pooling); an encoder averages its tokens
 ("mean"). LoRA adapters (peft) are the only trainable backbone weights, plus the head. The loss
 and the batch sampler are taken by name, as for the embedding heads, so the balancing methods
-of paper §3.1.3 apply unchanged. Training uses bf16 autocast on CPU (about 2x, DESIGN.md §5).
+of paper §3.1.3 apply unchanged. The trainer is transformers' (``ftkit.train.trainers``, through
+the factory); bf16 autocast where the CPU has fast bf16 (DESIGN.md §5).
 Used in notebooks/02_data_balancing.ipynb.
 """
 from __future__ import annotations
@@ -17,9 +18,10 @@ from torch import nn
 from ftkit.core.env import bf16_autocast
 from ftkit.train.adapters import target_modules as checked_targets
 from ftkit.train.classifier import check_labels
-from ftkit.train.loop import optimiser_step
+from ftkit.train import factory
 from ftkit.train.losses import make_loss
 from ftkit.train.sampling import make_sampler
+from ftkit.train.trainers import LossTrainer, loss_arguments, run_folder
 
 
 class PooledClassifier(nn.Module):
@@ -83,29 +85,43 @@ def _batch(tokenizer, texts: list[str], max_length: int) -> dict:
 def finetune(clf: PooledClassifier, tokenizer, texts: list[str], y: np.ndarray, *,
              steps: int = 40, batch_size: int = 16, lr: float = 5e-4, loss: str = "ce",
              sampler: str = "shuffle", class_weight=None, gamma: float = 2.0,
-             max_length: int = 64, bf16: bool = True, seed: int = 0, progress=None,
-             plot=None) -> list[float]:
+             max_length: int = 64, bf16: bool = True, seed: int = 0, plot=None,
+             output_dir: str | None = None, report_to: str = "tensorboard",
+             save_steps: int = 0) -> list[float]:
     """Train ``clf`` for ``steps`` batches drawn by ``sampler``; returns the loss per step.
 
-    ``plot``: an optional ftkit.train.callbacks.LivePlotCallback fed with every step's loss.
+    The trainer comes from ftkit's factory (path ``classifier``): AdamW, a linear warm-up over
+    a tenth of the steps then a constant rate, gradients clipped at 1. ``plot``: a live-plot
+    callback (default: the factory's). ``output_dir`` holds the TensorBoard event files and
+    checkpoints (every ``save_steps``); without one the run writes to a temporary folder that
+    is removed afterwards, and tracks nothing.
     """
     check_labels(y, clf.head.out_features, len(texts))
     torch.manual_seed(seed)
     loss_fn = make_loss(loss, class_weight, gamma)
-    params = [p for p in clf.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, steps // 10)))
-    order = list(make_sampler(sampler, y, steps * batch_size, seed))
-    y_t, losses = torch.as_tensor(y, dtype=torch.long), []
-    clf.train()
-    for step in (progress or iter)(range(steps)):
-        idx = order[step * batch_size:(step + 1) * batch_size]
-        with bf16_autocast(bf16):
-            logits = clf(**_batch(tokenizer, [texts[i] for i in idx], max_length))
-        optimiser_step(loss_fn(logits, y_t[idx]), opt, sched, losses, step, plot, params)
-    if plot is not None:
-        plot.finish()
-    return losses
+    labels = torch.as_tensor(y, dtype=torch.long)
+
+    def collate(rows: list[int]) -> dict:
+        return {**_batch(tokenizer, [texts[i] for i in rows], max_length),
+                "labels": labels[rows]}
+
+    def step_loss(model, batch: dict) -> torch.Tensor:
+        with bf16_autocast(bf16, batch["input_ids"].device.type):
+            logits = model(batch["input_ids"], batch["attention_mask"])
+        return loss_fn(logits.float(), batch["labels"])
+
+    order = make_sampler(sampler, y, steps * batch_size, seed)
+    with run_folder(output_dir) as folder:
+        args = loss_arguments(folder, lr=lr, batch_size=batch_size, max_steps=steps, seed=seed,
+                              warmup=max(1, steps // 10), schedule="constant_with_warmup",
+                              weight_decay=0.01, save_steps=save_steps,
+                              report_to=report_to if output_dir else "none")
+        trainer = factory.build(LossTrainer, clf, args, path="classifier", plot=plot,
+                                title="LoRA classifier", train_dataset=list(range(len(texts))),
+                                data_collator=collate, loss_fn=step_loss, order=order)
+        trainer.train()
+    clf.eval()
+    return [h["loss"] for h in trainer.state.log_history if "loss" in h]
 
 
 @torch.no_grad()

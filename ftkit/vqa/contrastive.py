@@ -17,7 +17,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ftkit.models.embeddings import encode
-from ftkit.train.loop import optimiser_step
+from ftkit.train import factory
+from ftkit.train.trainers import LossTrainer, loss_arguments, run_folder
 
 
 class ImageTower(nn.Module):
@@ -71,30 +72,44 @@ def pixel_values(image_processor, images: list) -> torch.Tensor:
 
 def pretrain(tower: ImageTower, pixels: torch.Tensor, text_emb: torch.Tensor,
              captions: list[str], steps: int, batch_size: int = 64, lr: float = 1e-3,
-             seed: int = 0, progress=None, plot=None) -> list[float]:
+             seed: int = 0, plot=None, output_dir: str | None = None) -> list[float]:
     """Train ``tower`` (vision encoder + projection) for ``steps``; returns the losses.
+
+    The trainer comes from ftkit's factory (path ``contrastive``): each step takes
+    ``batch_size`` distinct images drawn afresh, AdamW with weight decay 0.01, a linear warm-up
+    over a tenth of the steps, then cosine decay, no clipping.
 
     Args:
         pixels: ``(N, 3, H, W)``; text_emb: frozen caption embeddings ``(N, D)``, unit length.
         captions: the N caption strings (to find identical ones within a batch).
-        progress: a tqdm-like wrapper for the step loop; plot: a live plot with ``add_train``.
+        plot: a live-plot callback (default: the factory's); output_dir: where the TensorBoard
+            event files go (without one, nothing is kept).
     """
     gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.AdamW(tower.parameters(), lr=lr, weight_decay=0.01)
-    warm = max(1, steps // 10)  # linear warm-up over 10 % of the steps, then cosine decay
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min((s + 1) / warm, 0.5 * (
-        1 + math.cos(math.pi * min(1.0, (s - warm) / max(1, steps - warm))))) if s >= warm
-        else (s + 1) / warm)
-    tower.train()
-    losses = []
-    for step in (progress or iter)(range(steps)):
-        idx = torch.randperm(len(pixels), generator=gen)[:batch_size]
-        same = same_caption([captions[i] for i in idx.tolist()])
-        loss = clip_loss(tower(pixels[idx]), text_emb[idx], same, tower.logit_scale)
-        optimiser_step(loss, opt, sched, losses, step, plot)
-    if plot is not None:
-        plot.finish()
-    return losses
+    batch_size = min(batch_size, len(pixels))
+    order = [i for _ in range(steps)
+             for i in torch.randperm(len(pixels), generator=gen)[:batch_size].tolist()]
+
+    def collate(rows: list[int]) -> dict:
+        return {"pixel_values": pixels[rows], "text": text_emb[rows],
+                "same": same_caption([captions[i] for i in rows])}
+
+    def step_loss(model, batch: dict) -> torch.Tensor:
+        return clip_loss(model(batch["pixel_values"]), batch["text"], batch["same"],
+                         model.logit_scale)
+
+    with run_folder(output_dir) as folder:
+        args = loss_arguments(folder, lr=lr, batch_size=batch_size, max_steps=steps, seed=seed,
+                              warmup=max(1, steps // 10), schedule="cosine", weight_decay=0.01,
+                              max_grad_norm=0.0, log_every=1,
+                              report_to="tensorboard" if output_dir else "none")
+        trainer = factory.build(LossTrainer, tower, args, path="contrastive", plot=plot,
+                                title="contrastive pretraining",
+                                train_dataset=list(range(len(pixels))), data_collator=collate,
+                                loss_fn=step_loss, order=order)
+        trainer.train()
+    tower.eval()
+    return [h["loss"] for h in trainer.state.log_history if "loss" in h]
 
 
 @torch.no_grad()

@@ -84,3 +84,35 @@ def test_refuses_a_model_without_adapter_and_too_few_prompts(policy):
 def test_settings_validate():
     with pytest.raises(ConfigError, match="clip_range"):
         ppo.PPOSettings(clip_range=0.0)
+
+
+def fresh_policy():
+    from ftkit.core.config import AdapterConfig
+    from ftkit.train.adapters import apply_method
+
+    torch.manual_seed(0)
+    model, tok = tiny_llama()
+    return apply_method(model, AdapterConfig(lora_r=2, lora_dropout=0.0)), tok
+
+
+def test_a_killed_run_resumes_from_its_checkpoint_with_the_same_numbers(tmp_path):
+    """Two iterations straight through, against one iteration, a stop, and a resume."""
+    reward = lambda prompts, replies: torch.tensor([float(len(r)) for r in replies])  # noqa: E731
+    cfg = ppo.PPOSettings(ppo_iterations=2, ppo_prompts=2, ppo_samples=2, ppo_epochs=1)
+    prompts = ["hi", "yo", "hey"]
+    straight = ppo.train_ppo(*fresh_policy(), prompts, reward, cfg, max_new_tokens=4,
+                             output_dir=str(tmp_path / "straight"))
+    first = ppo.train_ppo(*fresh_policy(), prompts, reward,
+                          ppo.PPOSettings(**{**cfg.__dict__, "ppo_iterations": 1}),
+                          max_new_tokens=4, output_dir=str(tmp_path / "cut"), save_steps=1)
+    assert (tmp_path / "cut" / "checkpoint-1" / "ftkit-complete.json").is_file()
+    resumed = ppo.train_ppo(*fresh_policy(), prompts, reward, cfg, max_new_tokens=4,
+                            output_dir=str(tmp_path / "cut"), save_steps=1)
+    keys = ("reward", "kl", "loss")
+    assert [[h[k] for k in keys] for h in first] == [[straight[0][k] for k in keys]]
+    assert [h["iteration"] for h in resumed] == [1, 2]
+    assert resumed[0]["seconds"] == first[0]["seconds"], "iteration 1 came from the checkpoint"
+    assert [h[k] for h in resumed for k in keys] == pytest.approx(
+        [h[k] for h in straight for k in keys], abs=1e-6)
+    assert straight[1]["kl"] != 0.0, "the second iteration samples from an updated policy"
+    assert list((tmp_path / "straight").rglob("events.out.tfevents.*")), "TensorBoard logs"

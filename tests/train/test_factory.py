@@ -6,13 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from ftkit.align import dpo
+from ftkit.align import dpo, reward
 from ftkit.asr import whisper
 from ftkit.core.config import TrainConfig
 from ftkit.data import formatting
-from ftkit.train import factory, sft
+from ftkit.models.tiny import tiny_llama
+from ftkit.train import factory, lora_classifier, sft
 from ftkit.train.callbacks import LivePlotCallback
 from ftkit.train.checkpoints import IntegrityCallback
+from ftkit.vqa import contrastive
 from ftkit.vqa import model as vm
 from ftkit.vqa import shapes
 from ftkit.vqa import train as vt
@@ -54,11 +56,56 @@ def run_vqa(tmp_path, request):
     vt.train_stage(model, processor, examples, TRAIN, 1, str(tmp_path))
 
 
-RUNS = {"sft": run_sft, "dpo": run_dpo, "whisper": run_whisper, "vqa": run_vqa}
+def run_classifier(tmp_path, request):
+    clf = lora_classifier.lora_classifier(tiny_llama()[0], 2, lora_r=2)
+    lora_classifier.finetune(clf, tiny_llama()[1], ["a b", "c d", "e f", "g h"],
+                             np.array([0, 1, 0, 1]), steps=2, batch_size=2, bf16=False,
+                             sampler="balanced", output_dir=str(tmp_path))
+
+
+def run_reward(tmp_path, request):
+    model, tok = reward.load_reward_model("tiny-bert")
+    rows = [{"prompt": "q", "chosen": "yes", "rejected": "no no"}] * 4
+    reward.train_reward_model(model, tok, rows, reward.RewardConfig(rm_epochs=1, rm_batch_size=2),
+                              output_dir=str(tmp_path))
+
+
+def run_contrastive(tmp_path, request):
+    scenes = shapes.make_split("train", 4)
+    tower = contrastive.ImageTower(vm.vision_encoder(vm.vision_config(32, 8, 32, 1)), 8)
+    pixels = contrastive.pixel_values(vm.image_processor(32), [shapes.render(s) for s in scenes])
+    text = torch.nn.functional.normalize(torch.randn(4, 8), dim=-1)
+    contrastive.pretrain(tower, pixels, text, ["a", "b", "c", "d"], steps=2, batch_size=4,
+                         output_dir=str(tmp_path))
+
+
+RUNS = {"sft": run_sft, "dpo": run_dpo, "whisper": run_whisper, "vqa": run_vqa,
+        "classifier": run_classifier, "reward": run_reward, "contrastive": run_contrastive}
 
 
 def test_every_path_is_listed():
     assert set(RUNS) == set(factory.PATHS)
+
+
+def test_every_training_function_is_a_path_or_a_loop():
+    """No module outside the factory and the hand-written loops steps an optimiser itself:
+    each training function reaches its trainer through factory.build or train.loop."""
+    import ast
+    import pathlib
+
+    import ftkit
+
+    root = pathlib.Path(ftkit.__file__).parent
+    stepping = set()
+    for file in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(file.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr == "step" and isinstance(node.func.value, ast.Name)
+                    and node.func.value.id in {"opt", "optimizer", "optimiser"}):
+                stepping.add(str(file.relative_to(root)))
+    # PPO (one iteration = rollout + several updates) runs under train.loop.CallbackLoop; the
+    # linear heads on frozen embeddings (milliseconds each) are the one plain loop left
+    assert stepping == {"align/ppo.py", "train/classifier.py"}
 
 
 @pytest.mark.parametrize("path", factory.PATHS)
@@ -66,11 +113,31 @@ def test_each_path_trains_through_the_factory(path, tmp_path, request, built_tra
     RUNS[path](tmp_path, request)
     assert [t.ftkit_path for t in built_trainers] == [path]
     (trainer,) = built_trainers
+    assert_shared_callbacks(trainer, tmp_path)
+
+
+def assert_shared_callbacks(trainer, tmp_path):
     (plot,) = [c for c in trainer.callback_handler.callbacks
                if isinstance(c, (LivePlotCallback, dpo.LiveCurves))]
     losses = plot.train if isinstance(plot, LivePlotCallback) else plot.points["loss"]
     assert losses and np.isfinite(losses[-1][1]), "the live plot saw the training loss"
     assert list(tmp_path.rglob("events.out.tfevents.*")), "TensorBoard event files by default"
+
+
+def test_the_ppo_loop_gets_the_shared_callbacks(tmp_path, policy, monkeypatch):
+    from ftkit.align import ppo
+    from ftkit.train import loop
+
+    loops = []
+    monkeypatch.setattr(ppo, "CallbackLoop",
+                        lambda *a, **k: loops.append(loop.CallbackLoop(*a, **k)) or loops[-1])
+    model, tok = policy
+    cfg = ppo.PPOSettings(ppo_iterations=1, ppo_prompts=2, ppo_samples=2, ppo_epochs=1)
+    curves = dpo.LiveCurves({"loss": "loss"}, every=1)
+    ppo.train_ppo(model, tok, ["hi", "yo"], lambda p, r: torch.zeros(len(r)), cfg,
+                  max_new_tokens=2, curves=curves, output_dir=str(tmp_path))
+    assert [lp.ftkit_path for lp in loops] == list(factory.LOOPS)
+    assert_shared_callbacks(loops[0], tmp_path)
 
 
 def test_a_tracker_without_its_package_is_refused_by_name(monkeypatch):
