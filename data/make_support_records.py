@@ -153,7 +153,9 @@ CLOSINGS = ["Best regards, the support team.", "Have a nice day.", "Kind regards
 
 FIRST_NAMES = ["Maria", "James", "Aisha", "Chen", "Olivia", "Lucas", "Sofia", "Noah", "Priya",
                "Mateo", "Emma", "Liam", "Fatima", "Hiroshi", "Ingrid", "Kwame", "Elena",
-               "Omar", "Zoe", "Dmitri"]
+               "Omar", "Zoe", "Dmitri",
+               # not in ftkit.data.pii's list of first names: what a name list misses
+               "Tendai", "Saoirse", "Nnamdi", "Aroha", "Bjorn", "Leilani", "Anouk", "Yusuf"]
 LAST_NAMES = ["Garcia", "Smith", "Khan", "Wang", "Brown", "Silva", "Rossi", "Müller", "Patel",
               "Lopez", "Johnson", "Okafor", "Tanaka", "Larsen", "Mensah", "Novak", "Haddad"]
 DOMAINS = ["example.com", "example.org", "mail.test", "inbox.example.net"]

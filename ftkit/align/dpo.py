@@ -274,10 +274,11 @@ def policy_row(judged: list[dict], ref_judged: list[dict] | None, kl: list[float
 
 
 def plot_sweep(table, reference_words: float):
-    """Win rate, KL to the reference and reply length against β (one panel each)."""
+    """Win rate, KL to the reference and reply length against β, and the trade-off itself:
+    win rate against KL, one point per β (four panels)."""
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.4))
     panels = {"win_rate": "win rate vs reference", "kl_to_ref": "KL to reference (nats/reply)",
               "mean_words": "words per reply"}
     for ax, (col, title) in zip(axes, panels.items()):
@@ -285,6 +286,14 @@ def plot_sweep(table, reference_words: float):
         ax.set(xscale="log", xlabel="β", title=title)
     axes[0].axhline(0.5, color="gray", ls="--", label="no better than reference")
     axes[2].axhline(reference_words, color="gray", ls="--", label="reference")
+    trade = axes[3]
+    trade.plot(table.kl_to_ref, table.win_rate, "o-", color="C1")
+    for beta, row in table.iterrows():
+        trade.annotate(f"β={beta:g}", (row.kl_to_ref, row.win_rate), fontsize=8,
+                       textcoords="offset points", xytext=(4, 4))
+    trade.axhline(0.5, color="gray", ls="--")
+    trade.set(xlabel="KL to reference (nats/reply)", ylabel="win rate",
+              title="what each β buys: win rate against KL")
     for ax in (axes[0], axes[2]):
         ax.legend(fontsize=8)
     fig.tight_layout()

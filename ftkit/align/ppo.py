@@ -9,9 +9,11 @@ on a CPU. One iteration:
    network with its adapter off) is subtracted:
    ``R = r_RM - kl_coef · Σ_t (log π - log π_ref)``.
 3. **Advantages** — each reply's reward minus the mean reward of its prompt's replies,
-   normalised by the batch standard deviation (§6.9.4 names advantage normalisation and large
-   batches as what makes PPO work). There is no value network: the per-prompt mean is the
-   baseline, as in RLOO/GRPO, which halves the compute of a critic-based PPO.
+   normalised by the batch standard deviation. (The study §6.9.4 reports names advantage
+   normalisation, large batches and a moving-average reference as what makes PPO work; this
+   PPO has the first, small batches and a fixed reference.) There is no value network: the
+   per-prompt mean is the baseline, as in RLOO/GRPO, which halves the compute of a critic-based
+   PPO.
 4. **Clipped surrogate** — a few gradient steps on the same rollouts with PPO's clipped
    objective, ``-min(ρ·A, clip(ρ, 1-ε, 1+ε)·A)`` per reply token, ``ρ = π_θ / π_old``.
 

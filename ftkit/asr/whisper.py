@@ -100,6 +100,47 @@ def error_word_table(references: list[str], before: list[str], after: list[str],
     return pd.DataFrame(rows, columns=["word", "errors_before", "errors_after"])
 
 
+def term_errors(rows: list[dict], before: list[str], after: list[str]):
+    """WER and CER before and after fine-tuning over the sentences that hold each term.
+
+    ``rows`` are the manifest rows (each with its ``terms``), ``before``/``after`` their
+    transcripts. Returns a DataFrame indexed by term: ``clips``, ``wer_before``,
+    ``wer_after``, ``cer_before``, ``cer_after``, worst-before first.
+    """
+    import pandas as pd
+
+    by_term: dict[str, list[int]] = {}
+    for i, row in enumerate(rows):
+        for term in row.get("terms") or []:
+            by_term.setdefault(term, []).append(i)
+    out = {}
+    for term, idx in by_term.items():
+        refs = [rows[i]["text"] for i in idx]
+        b, a = [before[i] for i in idx], [after[i] for i in idx]
+        out[term] = {"clips": len(idx), "wer_before": wer(refs, b), "wer_after": wer(refs, a),
+                     "cer_before": cer(refs, b), "cer_after": cer(refs, a)}
+    frame = pd.DataFrame.from_dict(out, orient="index").rename_axis("term")
+    return frame.sort_values(["wer_before", "cer_before"], ascending=False)
+
+
+def term_error_figure(table, top: int = 15, after_label: str = "fine-tuned"):
+    """Grouped bars per term (the ``top`` worst before): WER and CER, before and after."""
+    import matplotlib.pyplot as plt
+
+    part = table.head(top)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 0.32 * len(part) + 1.6), sharey=True)
+    y = np.arange(len(part))
+    for ax, metric in zip(axes, ("wer", "cer")):
+        ax.barh(y - 0.2, part[f"{metric}_before"], 0.4, label="pretrained", color="#bbb")
+        ax.barh(y + 0.2, part[f"{metric}_after"], 0.4, label=after_label, color="#2a7")
+        ax.set(title=f"{metric.upper()} of the sentences holding each term", xlabel=metric.upper())
+        ax.invert_yaxis()
+    axes[0].set_yticks(y, [f"{t} ({n})" for t, n in zip(part.index, part.clips)])
+    axes[0].legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
 # ---------------------------------------------------------------- encoder cache, decoding
 
 @torch.inference_mode()

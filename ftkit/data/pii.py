@@ -9,7 +9,11 @@ Detectors run in a fixed order, each replacing what it finds with a tag such as 
 3. phone numbers: an optional +country code, then 3-4 groups of digits (brackets, spaces,
    dots or dashes), 9 to 12 digits in all;
 4. personal names from a built-in list of first names (optionally followed by a capitalised
-   surname): a list misses unusual names, a model-based recogniser would be the next step.
+   surname): a list misses every name it does not hold;
+5. names by context: one or two capitalised words right after a phrase that introduces or
+   addresses a person ("my name is", "this is", "I am", "hi", "dear" …), whatever the name.
+   It misses a name mentioned without such a cue; a model-based recogniser would be the next
+   step.
 
 Used in notebooks/01_data_preparation.ipynb.
 """
@@ -57,6 +61,25 @@ def _sub(pattern: re.Pattern, tag: str, keep: Callable[[str], bool] | None = Non
     return detect
 
 
+CUES = r"(?i:my name is|this is|i am|i'm|hi|hello|dear|regards,|thanks,)"
+NAME_IN_CONTEXT = re.compile(r"\b(" + CUES + r"\s+)([A-Z][a-zà-ÿ]+(?:[ -][A-Z][a-zà-ÿ]+)?)\b")
+
+
+def _names_in_context(text: str) -> tuple[str, list[str], list[str]]:
+    """Detector 5: the capitalised words after a cue become ``[NAME]``; the cue stays."""
+    found: list[str] = []
+
+    def repl(m: re.Match) -> str:
+        found.append(m.group(2))
+        return m.group(1) + "[NAME]"
+    return NAME_IN_CONTEXT.sub(repl, text), found, []
+
+
+def listed_name(value: str) -> bool:
+    """Whether a name starts with a first name of the built-in list (detector 4)."""
+    return value.split()[0] in FIRST_NAMES if value.strip() else False
+
+
 def _not_a_phone(value: str) -> bool:
     # under 9 digits: an order number or a price; 13 or more: card-like, which the card
     # detector (run first) kept because it failed the Luhn check, e.g. a tracking number
@@ -67,7 +90,8 @@ def _not_a_phone(value: str) -> bool:
 DETECTORS = {"email": _sub(EMAIL, "[EMAIL]"),
              "card": _sub(CARD, "[CARD]", keep=lambda v: not luhn_ok(v)),
              "phone": _sub(PHONE, "[PHONE]", keep=_not_a_phone),
-             "name": _sub(NAME, "[NAME]")}
+             "name": _sub(NAME, "[NAME]"),
+             "name_in_context": _names_in_context}
 
 
 def redact(text: str) -> tuple[str, dict[str, list[str]]]:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ftkit.data import dedup, split
+from ftkit.data import dedup, pii, split
 from ftkit.data.formatting import prompt_completion
 from ftkit.data.params import PrepConfig
 from ftkit.data.validate import Schema
@@ -50,10 +50,16 @@ def ground_truth(folder: Path) -> dict[str, dict]:
 
 
 def pii_left(ds, truth: dict[str, dict]) -> dict[str, dict]:
-    """Per PII type: values the generator inserted into kept rows, and how many remain."""
+    """Per PII type: values the generator inserted into kept rows, and how many remain.
+
+    Names whose first name the redactor's list does not hold are counted apart
+    (``name (not in list)``): what the context detector alone has to catch.
+    """
     out: dict[str, dict] = {}
     for rid, q, a in zip(ds["id"], ds["instruction"], ds["response"]):
         for kind, value in truth[rid]["pii"]:
+            if kind == "name" and not pii.listed_name(value):
+                kind = "name (not in list)"
             entry = out.setdefault(kind, {"inserted": 0, "left": 0})
             entry["inserted"] += 1
             entry["left"] += value in q or value in a

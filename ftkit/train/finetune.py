@@ -10,6 +10,7 @@ simple factual questions still answered (:mod:`ftkit.evaluate.probes`). Paper §
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import gc
 import statistics
@@ -143,26 +144,76 @@ def compare_methods(model_name: str, adapter: AdapterConfig, train: TrainConfig,
     return out
 
 
-def merged_latency(model, base, batch: dict) -> dict:
-    """Forward time of ``model`` before and after ``merge_and_unload``, each over the base
-    model's time measured beside it, and whether merging kept the logits (atol 1e-3)."""
-    unmerged_ms = forward_latency_ms(model, batch)
+def interleaved_latency_ms(models: dict[str, Any], batch: dict, rounds: int = 50) -> pd.DataFrame:
+    """Forward milliseconds of each model over ``batch``, measured in turns, ``rounds`` times.
+
+    Turns (a, b, c, a, b, c, …) spread the machine's drifts (other processes, clock changes)
+    evenly over the models, so their ratios are fair even when the absolute times move.
+    Returns the median and the quartiles per model (rows) in ms.
+    """
+    times: dict[str, list[float]] = {name: [] for name in models}
+    with torch.inference_mode():
+        for model in models.values():
+            model.eval()
+            model(**batch)  # warm-up
+        for _ in range(rounds):
+            for name, model in models.items():
+                t0 = time.perf_counter()
+                model(**batch)
+                times[name].append((time.perf_counter() - t0) * 1000)
+    frame = pd.DataFrame(times)
+    return pd.DataFrame({"median": frame.median(), "q25": frame.quantile(0.25),
+                         "q75": frame.quantile(0.75)})
+
+
+def merged_latency(model, base, batch: dict, rounds: int = 50) -> dict:
+    """Forward time of ``model`` unmerged and after ``merge_and_unload``, each over the base
+    model's, measured in turns (:func:`interleaved_latency_ms`); the relative spread
+    (interquartile range over median) of the merged model's times; and whether merging kept
+    the logits (atol 1e-3)."""
     with torch.inference_mode():
         before = model(**batch).logits
-        merged = model.merge_and_unload()
+        merged = copy.deepcopy(model).merge_and_unload()
         same = torch.allclose(before, merged(**batch).logits, atol=1e-3)
-    merged_ms = forward_latency_ms(merged, batch)
-    base_ms = forward_latency_ms(base, batch)
-    return {"merged": merged, "unmerged_ms": unmerged_ms, "merged_ms": merged_ms,
-            "merged_over_base": merged_ms / base_ms, "unmerged_over_base": unmerged_ms / base_ms,
+    ms = interleaved_latency_ms({"base": base, "unmerged": model, "merged": merged}, batch,
+                                rounds)
+    med = ms["median"]
+    return {"merged": merged, "unmerged_ms": med["unmerged"], "merged_ms": med["merged"],
+            "merged_over_base": med["merged"] / med["base"],
+            "unmerged_over_base": med["unmerged"] / med["base"],
+            "merged_spread": (ms.loc["merged", "q75"] - ms.loc["merged", "q25"]) / med["merged"],
             "merge_keeps_outputs": same}
+
+
+def seed_repeats(model_name: str, adapter: AdapterConfig, train: TrainConfig,
+                 lrs: dict[str, float], rank: int, seeds: list[int], train_ds, eval_ds,
+                 output_dir: str, methods: tuple[str, ...] = ("lora", "dora"),
+                 known: dict[tuple[str, int], float] | None = None) -> pd.DataFrame:
+    """Eval loss of each method at ``rank`` for every seed: a difference between methods that
+    one run shows may be the seed's. ``known`` holds losses already measured, by
+    ``(method, seed)``. Returns a DataFrame indexed by seed, one column per method."""
+    losses = dict(known or {})
+    for seed in seeds:
+        for method in methods:
+            if (method, seed) in losses:
+                continue
+            model, row = train_method(
+                model_name, dataclasses.replace(adapter, peft_method=method, lora_r=rank),
+                dataclasses.replace(train, lr=lrs[method]), train_ds, eval_ds,
+                f"{output_dir}/{method}_r{rank}_seed{seed}", seed,
+                title=f"{method} r={rank} seed {seed}")
+            losses[(method, seed)] = row["eval_loss"]
+            del model
+            gc.collect()
+    return pd.DataFrame({m: {s: losses[(m, s)] for s in seeds} for m in methods}).rename_axis("seed")
 
 
 def rank_sweep(model_name: str, adapter: AdapterConfig, train: TrainConfig,
                lrs: dict[str, float], ranks: list[int], train_ds, eval_ds, tokenizer,
                test_rows: list[dict], max_new_tokens: int, eval_batch_size: int, base, batch: dict,
                output_dir: str, seed: int = 42, keep_rank: int | None = None,
-               methods: tuple[str, ...] = ("lora", "dora")) -> tuple[Any, dict]:
+               methods: tuple[str, ...] = ("lora", "dora"),
+               latency_rounds: int = 50) -> tuple[Any, dict]:
     """LoRA and DoRA at every rank on the same batches: cost, task score, merged latency.
 
     Returns ``(table, merged)``: a DataFrame indexed by (method, rank), and the merged models
@@ -179,7 +230,7 @@ def rank_sweep(model_name: str, adapter: AdapterConfig, train: TrainConfig,
                                       title=f"{method} r={r}")
             _, score_row = score_model(model, tokenizer, test_rows, max_new_tokens,
                                        eval_batch_size, general=False)
-            latency = merged_latency(model, base, batch)
+            latency = merged_latency(model, base, batch, latency_rounds)
             merged = latency.pop("merged")
             if r == keep_rank:
                 kept[method] = merged

@@ -11,6 +11,7 @@ Used in notebooks/02_data_balancing.ipynb.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import time
 from pathlib import Path
@@ -154,19 +155,35 @@ def compare_llm_methods(methods: list[str], model_name: str, train_texts: list[s
                         y_train: np.ndarray, eval_texts: list[str], y_eval: np.ndarray,
                         n_classes: int, minority_ids: list[int], *, adapter: dict,
                         max_length: int, bf16: bool, output_dir: str | None = None,
-                        **train_kwargs) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+                        val_fraction: float = 0.2, **train_kwargs) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
     """LoRA classifiers of ``model_name``, one per imbalance recipe, scored on the eval split
     with the imbalance metrics; returns ``(table, eval probabilities by method)``. Each run's
-    event files go to ``output_dir/lora-<method>``. Paper §3.1.3. Used in notebook 02."""
+    event files go to ``output_dir/lora-<method>``. ``threshold`` trains the baseline on the
+    training rows less a stratified ``val_fraction`` and moves the decision threshold by the
+    minority weight that is best on that part. Paper §3.1.3. Used in notebook 02."""
     rows, probas = {}, {}
     for method in methods:
         t0 = time.perf_counter()
         folder = f"{output_dir}/lora-{method}" if output_dir else None
-        clf, tokenizer, losses = train_llm(method, model_name, train_texts, y_train, n_classes,
-                                           adapter=adapter, max_length=max_length, bf16=bf16,
-                                           output_dir=folder, **train_kwargs)
-        probas[method] = lora_classifier.predict_proba(clf, tokenizer, eval_texts,
-                                                       max_length=max_length, bf16=bf16)
+        predict = functools.partial(lora_classifier.predict_proba, max_length=max_length,
+                                    bf16=bf16)
+        if RECIPES[method].threshold:  # baseline on the fit part, weight chosen on validation
+            fit, val = split(len(y_train), "stratified", test_size=val_fraction,
+                             seed=train_kwargs.get("seed", 0), labels=y_train)
+            clf, tokenizer, losses = train_llm(
+                "baseline", model_name, [train_texts[i] for i in fit], y_train[fit], n_classes,
+                adapter=adapter, max_length=max_length, bf16=bf16, output_dir=folder,
+                **train_kwargs)
+            weight, _ = choose_weight(y_train[val], predict(clf, tokenizer,
+                                                            [train_texts[i] for i in val]),
+                                      minority_ids)
+            probas[method] = reweight(predict(clf, tokenizer, eval_texts), minority_ids, weight)
+        else:
+            clf, tokenizer, losses = train_llm(method, model_name, train_texts, y_train,
+                                               n_classes, adapter=adapter,
+                                               max_length=max_length, bf16=bf16,
+                                               output_dir=folder, **train_kwargs)
+            probas[method] = predict(clf, tokenizer, eval_texts)
         rows[method] = {**classification_metrics(y_eval, probas[method], minority_ids),
                         "final_loss": round(sum(losses[-5:]) / len(losses[-5:]), 3),
                         "seconds": round(time.perf_counter() - t0, 1)}

@@ -42,6 +42,12 @@ class SweepConfig(Section):
                              max=1024)
     analysis_rank: int = param(8, "Rank whose weights enter the ΔM/ΔD analysis (one of ranks).",
                                min=1, max=1024)
+    seeds: int = param(3, "Seeds at the lowest rank: LoRA and DoRA trained once per seed, so a "
+                       "difference between them can be told from one run's noise.", min=1,
+                       max=10)
+    latency_rounds: int = param(50, "Forward passes per model when timing base, unmerged and "
+                                "merged models in turns (median and quartiles shown).", min=5,
+                                max=1000)
 
     def check(self) -> None:
         if len(set(self.ranks)) != len(self.ranks):
@@ -100,7 +106,7 @@ RECIPES: dict[str, Recipe] = {
     "threshold": Recipe(threshold=True),
 }
 TEXT_RECIPES = ("baseline", "oversample", "undersample", "class_weight", "focal",
-                "balanced_batches")  # SMOTE needs vectors; an LLM ensemble is too slow here
+                "balanced_batches", "threshold")  # SMOTE needs vectors; an LLM ensemble is too slow
 HeadRecipe = Literal[tuple(RECIPES)]
 TextRecipe = Literal[TEXT_RECIPES]
 

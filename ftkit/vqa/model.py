@@ -147,6 +147,13 @@ def train_projector_only(model):
     return model
 
 
+def train_everything(model):
+    """Make every parameter trainable (the full fine-tuning the PEFT stages are priced
+    against); returns ``model``."""
+    model.requires_grad_(True)
+    return model
+
+
 def add_lora(model, r: int = 8, alpha: float = 16.0, dropout: float = 0.05, seed: int = 0):
     """LoRA on the language model's linear layers only, the projector kept trainable.
 

@@ -37,6 +37,8 @@ class VQAConfig(Section):
     caption_steps: int = param(10, "Stage 1a: captioning steps, projector only.", min=1)
     caption_lora_steps: int = param(10, "Stage 1b: captioning steps, projector + LoRA.", min=1)
     vqa_steps: int = param(100, "Stage 2: VQA steps, projector + LoRA.", min=1)
+    full_steps: int = param(3, "Steps of a timing run that trains every parameter of a copy of "
+                            "the model (discarded), to price what PEFT saves.", min=1, max=100)
     projector_lr: float = param(2e-3, "Learning rate of the projector-only stage.", min=0.0,
                                 min_exclusive=True, max=1.0, log=True)
     vqa_batch_size: int = param(40, "Questions answered at once when scoring.", min=1, max=1024)

@@ -371,3 +371,16 @@ def test_wer_stopping_never_clears_a_stop_set_by_another_callback(monkeypatch):
     control.should_training_stop = True  # e.g. a max-time callback
     stop.on_evaluate(None, state, control, metrics={})  # worse, but patience not used up
     assert control.should_training_stop
+
+
+def test_term_errors_group_sentences_by_term():
+    rows = [{"text": "give warfarin now", "terms": ["warfarin"]},
+            {"text": "check the troponin and warfarin", "terms": ["troponin", "warfarin"]}]
+    before = ["give war for in now", "check the trope and war for in"]
+    after = ["give warfarin now", "check the troponin and warfarin"]
+    table = whisper.term_errors(rows, before, after)
+    assert table.loc["warfarin", "clips"] == 2 and table.loc["troponin", "clips"] == 1
+    assert (table.wer_after == 0).all() and (table.wer_before > 0).all()
+    assert table.loc["troponin", "cer_before"] == pytest.approx(whisper.cer(
+        [rows[1]["text"]], [before[1]]))
+    whisper.term_error_figure(table)

@@ -2,7 +2,7 @@
 import datasets
 import pytest
 
-from ftkit.data import clean, dedup, pii
+from ftkit.data import clean, dedup, pii, prep
 
 
 def _ds(pairs):
@@ -121,3 +121,22 @@ def test_redact_texts_counts_and_examples():
     texts, counts, examples = pii.redact_texts(["Hi Emma,", "no pii", "mail a.b@example.org"])
     assert texts == ["Hi [NAME],", "no pii", "mail [EMAIL]"]
     assert counts["name"] == 1 and counts["email"] == 1 and len(examples) == 2
+
+
+def test_names_outside_the_list_are_caught_by_their_cue_and_only_there():
+    assert not pii.listed_name("Tendai Mensah") and pii.listed_name("Priya Patel")
+    out, found = pii.redact("My name is Tendai Mensah, reply to Tendai please. Hi Saoirse, "
+                            "this is the tracking page.")
+    assert out == ("My name is [NAME], reply to Tendai please. Hi [NAME], this is the "
+                   "tracking page.")
+    assert found["name_in_context"] == ["Tendai Mensah", "Saoirse"] and found["name"] == []
+    # a listed name is taken by the list first, not counted twice
+    assert pii.find_pii("I am Priya Patel.") == {"name": 1}
+
+
+def test_pii_left_counts_unlisted_names_apart():
+    truth = {"a": {"pii": [["name", "Tendai Mensah"], ["name", "Emma Brown"]]}}
+    left = prep.pii_left({"id": ["a"], "instruction": ["hello Tendai Mensah"],
+                          "response": ["ok"]}, truth)
+    assert left == {"name (not in list)": {"inserted": 1, "left": 1},
+                    "name": {"inserted": 1, "left": 0}}

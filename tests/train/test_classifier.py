@@ -148,3 +148,19 @@ def test_train_llm_recipe_with_class_weights():
     assert len(losses) == 2 and clf.head.out_features == 2
     with pytest.raises(ValueError, match="not available for LLM"):
         imbalance.train_llm("smote", "tiny-llama", texts, y, 2)
+
+
+def test_llm_threshold_moves_the_minority_weight_chosen_on_validation(monkeypatch):
+    texts = [f"word{i} other{i % 3}" for i in range(20)]
+    y = np.array([0] * 15 + [1] * 5)
+    chosen = []
+    real = imbalance.choose_weight
+    monkeypatch.setattr(imbalance, "choose_weight",
+                        lambda yv, p, m: chosen.append(len(yv)) or real(yv, p, m))
+    table, probas = imbalance.compare_llm_methods(
+        ["baseline", "threshold"], "tiny-llama", texts, y, texts[:6], y[:6], 2, [1],
+        adapter={"lora_r": 2}, max_length=16, bf16=False, steps=2, batch_size=4,
+        val_fraction=0.25)
+    assert chosen == [5], "the weight is chosen on a quarter of the training rows, once"
+    assert list(table.index) == ["baseline", "threshold"]
+    assert probas["threshold"].shape == (6, 2) and np.allclose(probas["threshold"].sum(1), 1)
