@@ -14,6 +14,20 @@ it (``tests/test_layers.py`` checks this)::
     ui                        parameter panels and figures
     batch                     papermill runner, reports, the ``ftkit`` command
 
+Where each notebook's code lives::
+
+    00_setup_and_environment   core.env, batch.packcheck
+    01_data_preparation        data.prep, data.clean (the running example: train.assistant)
+    02_data_balancing          train.imbalance, data.balance
+    03_model_initialisation    models.registry, compress.quantization
+    05_full_vs_peft            train.finetune, train.assistant
+    06_lora_vs_dora            train.finetune, train.dora
+    07_adapter_merging         train.merging
+    08_dpo_alignment           align.dpo, data.preferences
+    09_rlhf_reward_and_ppo     align.reward, align.ppo
+    16_whisper_asr             asr.whisper, asr.audio
+    17_multimodal_vqa          vqa.train, vqa.model
+
 Imports are lazy so that the ``ftkit`` command starts without loading torch.
 """
 from __future__ import annotations

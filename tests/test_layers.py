@@ -147,3 +147,19 @@ def test_the_command_starts_without_torch():
     code = "import sys, ftkit.batch.cli, ftkit.ui.schemas; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_every_notebook_maps_to_modules_that_exist_in_readme_and_docstring():
+    import importlib
+    import re
+
+    import ftkit
+
+    root = Path(ftkit.__file__).parents[1]
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    table = dict(re.findall(r"^    (\d\d_\w+) +(.+)$", ftkit.__doc__, re.M))
+    for notebook in sorted(p.stem for p in (root / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        assert f"| `{notebook}` |" in readme, f"{notebook} missing from the README table"
+        assert notebook in table, f"{notebook} missing from the ftkit docstring table"
+        for module in re.findall(r"\b([a-z]+\.[a-z_]+)\b", table[notebook]):
+            importlib.import_module(f"ftkit.{module}")
