@@ -104,11 +104,6 @@ def params_for(profile: Profile, notebook_stem: str, declared: set[str]) -> dict
     return {k: v for k, v in merged.items() if k in declared}
 
 
-def undeclared_overrides(profile: Profile, notebook_stem: str, declared: set[str]) -> list[str]:
-    """Per-notebook override names that the notebook does not declare (likely typos)."""
-    return sorted(set(profile.notebooks.get(notebook_stem, {})) - set(declared))
-
-
 def _profile_from_mapping(name: str, data: Any, path: Path) -> Profile:
     """Build a Profile from parsed YAML, with errors that name the file and the key."""
     if not isinstance(data, dict):

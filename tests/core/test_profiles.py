@@ -10,7 +10,6 @@ from ftkit.core.profiles import (
     load_profile,
     params_for,
     profiles_dir,
-    undeclared_overrides,
 )
 
 
@@ -88,8 +87,3 @@ def test_params_for_injects_profile_name_when_params_lack_it():
     prof = Profile(name="plain", params={"seed": 1})
     assert params_for(prof, "x", {"profile", "seed"}) == {"profile": "plain", "seed": 1}
 
-
-def test_undeclared_overrides(folder):
-    prof = load_profile("mini", folder)
-    assert undeclared_overrides(prof, "03_model", {"steps"}) == ["max_new_tokens"]
-    assert undeclared_overrides(prof, "other", set()) == []
