@@ -54,9 +54,9 @@ class Recipe:
     train_rows: int = 0  # 0: every training record
     lora_r: int = 8
     lr: float = 1e-3
-    max_steps: int = 60
-    batch_size: int = 8
-    eval_rows: int = 48
+    max_steps: int = 30
+    batch_size: int = 4
+    eval_rows: int = 32
 
 
 RECIPES = {
@@ -200,8 +200,8 @@ def _train(recipe: Recipe, data: datasets.DatasetDict, seed: int, folder: Path) 
 def fine_tuned(profile: str = "workshop", seed: int = 42, data_dir: str = DATA_DIR) -> Assistant:
     """The assistant fine-tuned on :func:`records` with the profile's recipe (notebook 05).
 
-    Trained once per key (about a minute on the workshop profile) and then loaded from the
-    cache: base model + the saved LoRA adapter (safetensors).
+    Trained once per key (a few minutes on the workshop profile, on 2 cores) and then loaded
+    from the cache: base model + the saved LoRA adapter (safetensors).
     """
     from peft import PeftModel
 
