@@ -126,7 +126,7 @@ class BalanceConfig(Section):
     ensemble_size: int = param(5, "Members of the balanced-bagging ensemble.", min=1, max=50)
     minority_share: float = param(0.06, "A class below this share of rows is a minority.",
                                   min=0.0, min_exclusive=True, max=0.5, step=0.01)
-    llm_methods: list[TextRecipe] = param(["baseline", "class_weight", "balanced_batches"],
+    llm_methods: list[TextRecipe] = param(["baseline", "balanced_batches", "threshold"],
                                           "Methods for LoRA fine-tuning of model_name ([] skips "
                                           "it).", empty_ok=True)
     llm_steps: int = param(30, "Optimiser steps per LoRA fine-tuning run.", min=1, max=100000)

@@ -70,7 +70,7 @@ SCHEMAS: dict[str, type] = {s.NOTEBOOK: s for s in [
             "head_methods": ["baseline", "oversample", "undersample", "smote", "class_weight",
                              "focal", "balanced_batches", "ensemble", "threshold"],
             "head_epochs": 30, "head_lr": 3e-3, "head_seeds": 3, "focal_gamma": 2.0,
-            "ensemble_size": 5, "llm_methods": ["baseline", "class_weight", "balanced_batches"],
+            "ensemble_size": 5, "llm_methods": ["baseline", "balanced_batches", "threshold"],
             "llm_steps": 30}),
         data=(DataConfig, {"text_column": "text", "label_column": "label", "max_samples": 0,
                            "eval_fraction": 0.25}),
