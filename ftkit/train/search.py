@@ -238,19 +238,9 @@ def run_search(train_fn, space: dict[str, Dim], *, n_trials: int, output_dir: st
         grid_points: values per range for ``grid`` (0: enough for ``n_trials`` points).
     """
     import optuna
-    import pandas as pd
     from optuna.trial import TrialState
 
-    check_space(space)
-    if sampler not in SAMPLERS:
-        raise ConfigError(f"sampler = {sampler!r}: choose one of {list(SAMPLERS)}")
-    if pruner not in PRUNERS:
-        raise ConfigError(f"pruner = {pruner!r}: choose one of {list(PRUNERS)}")
-    if n_trials < 1 or n_workers < 1:
-        raise ConfigError(f"n_trials = {n_trials}, n_workers = {n_workers}: both must be >= 1")
-    if n_workers > n_trials:
-        raise ConfigError(f"n_workers = {n_workers} is larger than the trial budget n_trials = "
-                          f"{n_trials}; a worker would have nothing to do")
+    _check(space, sampler, pruner, n_trials, n_workers)
     grid_points = grid_points or grid_points_for(space, n_trials)
     url = storage_url(storage, output_dir)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -268,20 +258,48 @@ def run_search(train_fn, space: dict[str, Dim], *, n_trials: int, output_dir: st
         if todo:
             study.optimize(objective, n_trials=todo, catch=())
     else:
-        shares = [todo // n_workers + (k < todo % n_workers) for k in range(n_workers)]
-        context = multiprocessing.get_context("spawn")
-        procs = [context.Process(target=_worker, args=(study_name, url, objective, sampler,
-                                                       pruner, seed + 1 + k, share,
-                                                       grid_points, max_steps))
-                 for k, share in enumerate(shares) if share]
-        for proc in procs:
-            proc.start()
-        for proc in procs:
-            proc.join()
-        failed = [p.exitcode for p in procs if p.exitcode]
-        if failed:
-            raise RuntimeError(f"{len(failed)} search worker(s) exited with {failed}; the "
-                               f"finished trials are kept in {url}")
+        _run_workers(study_name, url, objective, sampler, pruner, seed, todo, n_workers,
+                     grid_points, max_steps)
+    return _result(study)
+
+
+def _check(space: dict[str, Dim], sampler: str, pruner: str, n_trials: int,
+           n_workers: int) -> None:
+    check_space(space)
+    if sampler not in SAMPLERS:
+        raise ConfigError(f"sampler = {sampler!r}: choose one of {list(SAMPLERS)}")
+    if pruner not in PRUNERS:
+        raise ConfigError(f"pruner = {pruner!r}: choose one of {list(PRUNERS)}")
+    if n_trials < 1 or n_workers < 1:
+        raise ConfigError(f"n_trials = {n_trials}, n_workers = {n_workers}: both must be >= 1")
+    if n_workers > n_trials:
+        raise ConfigError(f"n_workers = {n_workers} is larger than the trial budget n_trials = "
+                          f"{n_trials}; a worker would have nothing to do")
+
+
+def _run_workers(study_name: str, url: str, objective: Objective, sampler: str, pruner: str,
+                 seed: int, todo: int, n_workers: int, grid_points: int, max_steps: int) -> None:
+    """``todo`` trials shared out over ``n_workers`` processes, each with its own seed."""
+    shares = [todo // n_workers + (k < todo % n_workers) for k in range(n_workers)]
+    context = multiprocessing.get_context("spawn")
+    procs = [context.Process(target=_worker, args=(study_name, url, objective, sampler, pruner,
+                                                   seed + 1 + k, share, grid_points,
+                                                   max_steps))
+             for k, share in enumerate(shares) if share]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join()
+    failed = [p.exitcode for p in procs if p.exitcode]
+    if failed:
+        raise RuntimeError(f"{len(failed)} search worker(s) exited with {failed}; the "
+                           f"finished trials are kept in {url}")
+
+
+def _result(study) -> SearchResult:
+    import pandas as pd
+    from optuna.trial import TrialState
+
     trials = study.get_trials(deepcopy=False)
     rows = [{"number": t.number, "state": t.state.name, "value": t.value,
              "steps": t.user_attrs.get("steps", 0), **t.params} for t in trials]
