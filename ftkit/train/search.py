@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import multiprocessing
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,8 +90,6 @@ def storage_url(storage: str | None, output_dir: str | Path) -> str:
 
 def open_storage(storage: str):
     """The Optuna storage for :func:`storage_url`'s answer; an unreachable one is refused."""
-    import warnings
-
     from optuna.exceptions import ExperimentalWarning
     from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
     from optuna.storages.journal import JournalFileBackend
