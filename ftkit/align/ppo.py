@@ -153,9 +153,6 @@ def ppo_iteration(model, optimizer, tokenizer, prompts: list[str],
             "reply_tokens": mask.sum(-1).mean().item()}
 
 
-ITERATION_STATS = ("reward", "kl", "loss", "clip_fraction", "reply_tokens")
-
-
 PPO_CURVES = {"reward": "reward-model score of rollouts", "kl": "KL to reference (nats/reply)",
               "clip_fraction": "share of tokens clipped"}
 
@@ -198,7 +195,8 @@ def train_ppo(model, tokenizer, prompts: list[str], reward_fn, cfg: PPOSettings,
             loop.step({**stats, "seconds": time.perf_counter() - t0})
         loop.end()
     model.eval()
-    return [{"iteration": h["step"], **{k: h[k] for k in (*ITERATION_STATS, "seconds")}}
+    return [{"iteration": h["step"], **{k: v for k, v in h.items()
+                                         if k not in ("step", "learning_rate")}}
             for h in loop.state.log_history]
 
 
