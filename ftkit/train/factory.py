@@ -15,7 +15,9 @@ The paths:
   (``ftkit.train.lora_classifier.finetune``; notebook 02);
 - ``reward``: a reward model on preference pairs (``ftkit.align.reward``; notebook 09);
 - ``contrastive``: CLIP-style pretraining of an image encoder (``ftkit.vqa.contrastive``;
-  notebook 17).
+  notebook 17);
+- ``top_layers``: LoRA on a causal LM's top layers over cached lower-layer states, the many
+  short runs of the training-setup experiments (``ftkit.train.toplayers``; notebook 04).
 
 The last three train plain ``nn.Module`` objects with a loss of their own
 (``ftkit.train.trainers.LossTrainer``). Two loops stay hand-written: PPO (TRL 1.16 ships no
@@ -38,7 +40,8 @@ from transformers.integrations import TensorBoardCallback
 from ftkit.train.callbacks import compact_logs, live_plot
 from ftkit.train.checkpoints import IntegrityCallback
 
-PATHS = ("sft", "dpo", "whisper", "vqa", "classifier", "reward", "contrastive")
+PATHS = ("sft", "dpo", "whisper", "vqa", "classifier", "reward", "contrastive",
+         "top_layers")
 LOOPS = ("ppo",)  # hand-written, with the same callbacks and checkpoints (ftkit.train.loop)
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import pandas as pd
 import torch
@@ -95,7 +95,7 @@ def train_with(name: str, lr: float, model_name: str, adapter: AdapterConfig,
     history = trainer.state.log_history
     evals = [h["eval_loss"] for h in history if "eval_loss" in h]
     n_weights = sum(p.numel() for p in trainable)
-    return {"optimiser": name, "lr": lr, "batch_size": cfg.batch_size,
+    return {"batch_size": cfg.batch_size,
             "eval_loss": evals[-1] if evals else float("nan"),
             "losses": [(h["step"], h["loss"]) for h in history if "loss" in h],
             "seconds_per_step": seconds / max(1, trainer.state.global_step),
@@ -103,13 +103,17 @@ def train_with(name: str, lr: float, model_name: str, adapter: AdapterConfig,
             "arithmetic_bytes_per_weight": STATE_ARITHMETIC[name]}
 
 
-def lr_sweep(name: str, lrs: list[float], **run: Any) -> tuple[float, pd.DataFrame]:
+Run = Callable[[str, float], dict]  # (optimiser, lr) -> a row with eval_loss, losses …
+
+
+def lr_sweep(name: str, lrs: list[float], run: Run) -> tuple[float, pd.DataFrame]:
     """Short runs of ``name`` at each rate; returns the rate with the lowest eval loss (a
     diverged run, NaN, never wins) and the table of all."""
     if not lrs:
         raise ConfigError(f"lr_sweep({name!r}): give at least one learning rate")
-    rows = [train_with(name, lr, **run) for lr in lrs]
-    table = pd.DataFrame(rows).set_index("lr")[["eval_loss", "seconds_per_step"]]
+    rows = [run(name, lr) for lr in lrs]
+    table = pd.DataFrame(rows, index=pd.Index(lrs, name="lr"))[["eval_loss",
+                                                                 "seconds_per_step"]]
     finite = table.eval_loss.dropna()
     return (float(finite.idxmin()) if len(finite) else float(lrs[0])), table
 
@@ -123,22 +127,30 @@ class OptimiserComparison:
     curves: dict[str, list[tuple[int, float]]]
 
 
-def compare_optimisers(names: list[str], lrs: dict[str, list[float]], sweep_train: TrainConfig,
-                       train: TrainConfig, **run: Any) -> OptimiserComparison:
-    """For each optimiser: pick its rate with short runs (``sweep_train``), then train with it
-    for the full budget (``train``). ``lrs`` maps each name to its candidate rates."""
+def compare_optimisers(names: list[str], lrs: dict[str, list[float]], sweep_run: Run,
+                       final_run: Run, progress=None) -> OptimiserComparison:
+    """For each optimiser: pick its rate with short runs (``sweep_run``), then train with it
+    for the full budget (``final_run``). ``lrs`` maps each name to its candidate rates; both
+    runs are ``(name, lr) -> row`` (:func:`full_model_run`, or the cached-state runs of
+    ftkit.train.tuning)."""
     for name in names:
         check_name(name)
         if not lrs.get(name):
             raise ConfigError(f"lrs: no candidate learning rates for optimiser {name!r}")
     rows, sweeps, curves = [], {}, {}
-    for name in names:
-        best, sweeps[name] = lr_sweep(name, lrs[name], train=sweep_train, **run)
-        row = train_with(name, best, train=train, **run)
+    for name in (progress or iter)(names):
+        best, sweeps[name] = lr_sweep(name, lrs[name], sweep_run)
+        row = dict(final_run(name, best))
         curves[name] = row.pop("losses")
-        rows.append(row)
+        rows.append({"optimiser": name, "lr": best, **row})
     return OptimiserComparison(pd.DataFrame(rows).set_index("optimiser"), sweeps, curves)
 
 
+def full_model_run(train: TrainConfig, **run: Any) -> Run:
+    """``(name, lr) -> train_with(name, lr, train=train, **run)``: whole-model runs."""
+    return lambda name, lr: train_with(name, lr, train=train, **run)
+
+
 __all__ = ["OPTIMISERS", "OptimiserComparison", "STATE_ARITHMETIC", "batch_size_for",
-           "compare_optimisers", "lr_sweep", "make_optimiser", "state_bytes", "train_with"]
+           "compare_optimisers", "full_model_run", "lr_sweep", "make_optimiser", "state_bytes",
+           "train_with"]

@@ -134,3 +134,94 @@ class BalanceConfig(Section):
     def check(self) -> None:
         if "baseline" not in self.head_methods:
             self.fail("head_methods", "must include 'baseline', the reference for the others")
+
+
+OPTIMISER_NAMES = ("gd", "sgd", "minibatch_sgd", "adagrad", "rmsprop", "adadelta", "adam",
+                   "adamw")  # ftkit.train.optimisers.OPTIMISERS, without importing torch here
+Optimiser = Literal[OPTIMISER_NAMES]
+Schedule = Literal["constant", "linear", "cosine"]
+
+
+@dataclass(frozen=True)
+class TrainingSetupConfig(Section):
+    """The training-setup runs of notebook 04 (paper §5.3-5.6): LoRA on the assistant's top
+    layers over cached lower-layer states, optimisers, schedules, clipping, accumulation and
+    precision."""
+    top_layers: int = param(2, "Top decoder layers that carry the LoRA adapter; the layers "
+                            "below run once per row and their states are cached.", min=1,
+                            max=64)
+    n_train_rows: int = param(32, "Support records trained on (those that fit max_length).",
+                              min=1, max=10_000)
+    n_eval_rows: int = param(16, "Held-out support records the eval loss is measured on.",
+                             min=1, max=1_000)
+    steps: int = param(12, "Optimiser steps of each comparison run.", min=1, max=10_000)
+    batch_size: int = param(4, "Rows per optimiser step (gd takes all, sgd one).", min=1,
+                            max=512)
+    optimisers: list[Optimiser] = param(list(OPTIMISER_NAMES), "Optimisers to compare (§5.4).")
+    optimiser_lrs: dict[str, list[float]] = param(
+        {"gd": [0.1, 0.3], "sgd": [0.03, 0.1], "minibatch_sgd": [0.1, 0.3],
+         "adagrad": [0.01, 0.03], "rmsprop": [3e-4, 1e-3], "adadelta": [1.0, 10.0],
+         "adam": [1e-3, 3e-3], "adamw": [1e-3, 3e-3]},
+        "Candidate learning rates of each optimiser; a short run at each picks its rate.",
+        min=0.0, min_exclusive=True, max=100.0)
+    sweep_steps: int = param(4, "Steps of each learning-rate sweep run.", min=1, max=1_000)
+    schedules: list[Schedule] = param(["constant", "linear", "cosine"],
+                                      "Learning-rate schedules to compare (§5.5).")
+    warmups: list[float] = param([0.0, 0.25], "Warm-up shares tried with each schedule.",
+                                 min=0.0, max=0.9)
+    clip_optimiser: Optimiser = param("minibatch_sgd", "Optimiser of the clipping runs (plain "
+                                      "SGD feels the gradient's size; Adam rescales it).")
+    clip_lr: float = param(1.0, "Learning rate of the clipping runs: high, so that "
+                           "gradients spike.", min=0.0, min_exclusive=True, max=100.0, log=True)
+    clip_norm: float = param(0.3, "max_grad_norm of the clipped run.", min=0.0,
+                             min_exclusive=True, max=100.0)
+    accum_steps: int = param(4, "Micro-batches accumulated to make one batch of batch_size "
+                             "rows (batch_size must divide by it).", min=2, max=64)
+    precision_steps: int = param(3, "Steps of the fp32 and bf16 runs (bf16 is slow on CPUs "
+                                 "without bf16 instructions).", min=1, max=1_000)
+
+    def check(self) -> None:
+        missing = [o for o in self.optimisers if not self.optimiser_lrs.get(o)]
+        if missing:
+            self.fail("optimiser_lrs", f"gives no candidate learning rates for {missing}")
+        if self.batch_size % self.accum_steps:
+            self.fail("accum_steps", f"must divide batch_size ({self.batch_size})")
+
+
+Sampler = Literal["grid", "random", "tpe"]
+Pruner = Literal["none", "median", "hyperband"]
+
+
+@dataclass(frozen=True)
+class SearchConfig(Section):
+    """Hyperparameter search with Optuna (paper §5.3.1): samplers, budget, space, pruner,
+    storage and workers."""
+    samplers: list[Sampler] = param(["grid", "random", "tpe"], "Search strategies compared at "
+                                    "an equal trial budget.")
+    search_seeds: int = param(3, "Times each search is repeated with another seed.", min=1,
+                              max=20)
+    n_trials: int = param(8, "Trials per search (the budget).", min=1, max=10_000)
+    trial_steps: int = param(8, "Optimiser steps of one trial.", min=1, max=10_000)
+    eval_every: int = param(4, "Steps between a trial's evaluations (what a pruner sees).",
+                            min=1, max=10_000)
+    pruner: Pruner = param("median", "Pruner compared with no pruning (on random search).")
+    search_space: dict[str, list[float]] = param(
+        {"lr": [1e-4, 1e-2], "lora_r": [2, 16], "lora_alpha": [4.0, 64.0],
+         "lora_dropout": [0.0, 0.3], "warmup_ratio": [0.0, 0.3]},
+        "Searched parameters and their [low, high] ranges (lr, alpha and r log-scaled).")
+    storage_url: str = param("", "Where studies live: empty = a journal file under "
+                             "output_dir; a path ending .journal; or an RDB URL such as "
+                             "sqlite:///studies.db or postgresql://host/db shared by a "
+                             "cluster.", empty_ok=True)
+    n_workers: int = param(1, "Worker processes per search, each running its share of the "
+                           "trials against the same storage.", min=1, max=64)
+    final_steps: int = param(24, "Steps of the full-length runs of the best trial's "
+                             "parameters and of the defaults.", min=1, max=100_000)
+
+    def check(self) -> None:
+        for name, bounds in self.search_space.items():
+            if len(bounds) != 2:
+                self.fail("search_space", f"{name}: give [low, high], not {bounds}")
+        if self.n_workers > self.n_trials:
+            self.fail("n_workers", f"is larger than the trial budget n_trials = "
+                      f"{self.n_trials}; a worker would have nothing to do")

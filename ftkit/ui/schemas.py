@@ -33,7 +33,8 @@ from ftkit.core.schema import (
 )
 from ftkit.data.params import PreferenceConfig, PrepConfig
 from ftkit.evaluate.probes import ProbeSettings
-from ftkit.train.params import BalanceConfig, ExperimentConfig, MergeConfig, SweepConfig
+from ftkit.train.params import (BalanceConfig, ExperimentConfig, MergeConfig, SearchConfig,
+                                SweepConfig, TrainingSetupConfig)
 from ftkit.vqa.params import VQAConfig
 
 TASKS = "../data/instruct_tasks/tasks.jsonl"
@@ -82,6 +83,26 @@ SCHEMAS: dict[str, type] = {s.NOTEBOOK: s for s in [
         model=(ModelConfig, {"model_name": "smollm2-135m", "dtype": "float32",
                              "quantization": "int8-weight", "max_new_tokens": 40}),
         probes=(ProbeSettings, {"n_questions": 8})),
+    _schema(
+        "04_training_setup_and_hpo", "TrainingSetupParams",
+        model=(ModelConfig, {"model_name": "smollm2-135m", "max_length": 128}),
+        setup=(TrainingSetupConfig, {
+            "top_layers": 2, "n_train_rows": 32, "n_eval_rows": 16, "steps": 12,
+            "batch_size": 4, "optimisers": ["gd", "sgd", "minibatch_sgd", "adagrad", "rmsprop",
+                                            "adadelta", "adam", "adamw"],
+            "optimiser_lrs": {"gd": [0.1, 0.3], "sgd": [0.03, 0.1], "minibatch_sgd": [0.1, 0.3],
+                              "adagrad": [0.01, 0.03], "rmsprop": [3e-4, 1e-3],
+                              "adadelta": [1.0, 10.0], "adam": [1e-3, 3e-3],
+                              "adamw": [1e-3, 3e-3]},
+            "sweep_steps": 4, "schedules": ["constant", "linear", "cosine"],
+            "warmups": [0.0, 0.25], "clip_optimiser": "minibatch_sgd", "clip_lr": 1.0,
+            "clip_norm": 0.3, "accum_steps": 4, "precision_steps": 3}),
+        search=(SearchConfig, {
+            "samplers": ["grid", "random", "tpe"], "search_seeds": 3, "n_trials": 8,
+            "trial_steps": 8, "eval_every": 4, "pruner": "median",
+            "search_space": {"lr": [1e-4, 1e-2], "lora_r": [2, 16], "lora_alpha": [4.0, 64.0],
+                             "lora_dropout": [0.0, 0.3], "warmup_ratio": [0.0, 0.3]},
+            "storage_url": "", "n_workers": 1, "final_steps": 24})),
     _schema(
         "05_full_vs_peft", "FullVsPeftParams",
         model=(ModelConfig, {"model_name": "smollm2-135m", "max_length": 160,

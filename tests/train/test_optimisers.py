@@ -29,9 +29,9 @@ def test_each_optimiser_trains_and_its_state_is_as_the_arithmetic_says(name, dat
 
 
 def test_compare_picks_each_rate_from_its_own_sweep(data, tmp_path):
+    run = optimisers.full_model_run(TRAIN, output_dir=str(tmp_path), **data)
     result = optimisers.compare_optimisers(
-        ["sgd", "adamw"], {"sgd": [1e-4, 1e-1], "adamw": [1e-4, 1e-2]}, TRAIN, TRAIN,
-        output_dir=str(tmp_path), **data)
+        ["sgd", "adamw"], {"sgd": [1e-4, 1e-1], "adamw": [1e-4, 1e-2]}, run, run)
     assert list(result.table.index) == ["sgd", "adamw"]
     for name, sweep in result.sweeps.items():
         assert result.table.loc[name, "lr"] == sweep.eval_loss.idxmin()
@@ -42,5 +42,5 @@ def test_bad_names_and_missing_rates_are_refused(data, tmp_path):
     with pytest.raises(ConfigError, match="optimiser 'lion'"):
         optimisers.make_optimiser("lion", [], 1e-3)
     with pytest.raises(ConfigError, match="no candidate learning rates for optimiser 'adam'"):
-        optimisers.compare_optimisers(["adam"], {}, TRAIN, TRAIN, output_dir=str(tmp_path),
-                                      **data)
+        run = optimisers.full_model_run(TRAIN, output_dir=str(tmp_path), **data)
+        optimisers.compare_optimisers(["adam"], {}, run, run)
