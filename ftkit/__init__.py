@@ -20,6 +20,7 @@ Where each notebook's code lives::
     01_data_preparation        data.prep, data.clean (the running example: train.assistant)
     02_data_balancing          train.imbalance, data.balance
     03_model_initialisation    models.registry, compress.quantization
+    04_training_setup_and_hpo  train.tuning, train.search
     05_full_vs_peft            train.finetune, train.assistant
     06_lora_vs_dora            train.finetune, train.dora
     07_adapter_merging         train.merging

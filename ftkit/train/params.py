@@ -150,9 +150,9 @@ class TrainingSetupConfig(Section):
     top_layers: int = param(2, "Top decoder layers that carry the LoRA adapter; the layers "
                             "below run once per row and their states are cached.", min=1,
                             max=64)
-    n_train_rows: int = param(32, "Support records trained on (those that fit max_length).",
+    n_train_rows: int = param(24, "Support records trained on (those that fit max_length).",
                               min=1, max=10_000)
-    n_eval_rows: int = param(16, "Held-out support records the eval loss is measured on.",
+    n_eval_rows: int = param(12, "Held-out support records the eval loss is measured on.",
                              min=1, max=1_000)
     steps: int = param(12, "Optimiser steps of each comparison run.", min=1, max=10_000)
     batch_size: int = param(4, "Rows per optimiser step (gd takes all, sgd one).", min=1,
@@ -160,8 +160,8 @@ class TrainingSetupConfig(Section):
     optimisers: list[Optimiser] = param(list(OPTIMISER_NAMES), "Optimisers to compare (§5.4).")
     optimiser_lrs: dict[str, list[float]] = param(
         {"gd": [0.1, 0.3], "sgd": [0.03, 0.1], "minibatch_sgd": [0.1, 0.3],
-         "adagrad": [0.01, 0.03], "rmsprop": [3e-4, 1e-3], "adadelta": [1.0, 10.0],
-         "adam": [1e-3, 3e-3], "adamw": [1e-3, 3e-3]},
+         "adagrad": [0.01, 0.03], "rmsprop": [3e-4, 1e-3, 3e-3], "adadelta": [1.0, 10.0],
+         "adam": [1e-3, 3e-3, 1e-2], "adamw": [1e-3, 3e-3, 1e-2]},
         "Candidate learning rates of each optimiser; a short run at each picks its rate.",
         min=0.0, min_exclusive=True, max=100.0)
     sweep_steps: int = param(4, "Steps of each learning-rate sweep run.", min=1, max=1_000)
@@ -177,7 +177,7 @@ class TrainingSetupConfig(Section):
                              min_exclusive=True, max=100.0)
     accum_steps: int = param(4, "Micro-batches accumulated to make one batch of batch_size "
                              "rows (batch_size must divide by it).", min=2, max=64)
-    precision_steps: int = param(3, "Steps of the fp32 and bf16 runs (bf16 is slow on CPUs "
+    precision_steps: int = param(1, "Steps of the fp32 and bf16 runs (bf16 is slow on CPUs "
                                  "without bf16 instructions).", min=1, max=1_000)
 
     def check(self) -> None:
@@ -201,8 +201,8 @@ class SearchConfig(Section):
     search_seeds: int = param(3, "Times each search is repeated with another seed.", min=1,
                               max=20)
     n_trials: int = param(8, "Trials per search (the budget).", min=1, max=10_000)
-    trial_steps: int = param(8, "Optimiser steps of one trial.", min=1, max=10_000)
-    eval_every: int = param(4, "Steps between a trial's evaluations (what a pruner sees).",
+    trial_steps: int = param(6, "Optimiser steps of one trial.", min=1, max=10_000)
+    eval_every: int = param(3, "Steps between a trial's evaluations (what a pruner sees).",
                             min=1, max=10_000)
     pruner: Pruner = param("median", "Pruner compared with no pruning (on random search).")
     search_space: dict[str, list[float]] = param(

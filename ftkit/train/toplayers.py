@@ -23,6 +23,7 @@ import dataclasses
 import hashlib
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -225,19 +226,21 @@ class TopLayers:
         after each evaluation and stops the run when it returns True (a pruned trial)."""
         spec.check()
         env.seed_everything(spec.seed)
-        model = adapters.apply_method(copy.deepcopy(self.top), AdapterConfig(
-            peft_method="lora", lora_r=spec.lora_r, lora_alpha=spec.lora_alpha,
-            lora_dropout=spec.lora_dropout))
-        trainable = [p for p in model.parameters() if p.requires_grad]
-        optimizer = optimisers.make_optimiser(spec.optimiser, trainable, spec.lr)
         watch = _Watch(report)
-        with run_folder(output_dir) as folder:
+        with run_folder(output_dir) as folder, warnings.catch_warnings():
+            # transformers 5 warns on every run that a property peft and the Trainer read is
+            # renamed; one run of a search would print it dozens of times
+            warnings.filterwarnings("ignore", ".*is_gradient_checkpointing.*", FutureWarning)
+            model = adapters.apply_method(copy.deepcopy(self.top), AdapterConfig(
+                peft_method="lora", lora_r=spec.lora_r, lora_alpha=spec.lora_alpha,
+                lora_dropout=spec.lora_dropout))
+            trainable = [p for p in model.parameters() if p.requires_grad]
             trainer = factory.build(
                 FeatureTrainer, model, self._arguments(spec, folder), path="top_layers",
                 title=title or f"{spec.optimiser} lr={spec.lr:g}",
                 plot=None if live else TrainerCallback(), callbacks=[watch],
                 train_dataset=self.train, eval_dataset=self.eval, data_collator=pad_batch,
-                optimizers=(optimizer, None))
+                optimizers=(optimisers.make_optimiser(spec.optimiser, trainable, spec.lr), None))
             t0 = time.perf_counter()
             trainer.train()
             seconds = time.perf_counter() - t0

@@ -169,6 +169,25 @@ def compare_searches(task: TopLayers, base: RunSpec, space: dict[str, search.Dim
     return SearchComparison(results, pd.DataFrame(rows).set_index(["sampler", "seed"]))
 
 
+def pruning_effect(full: SearchComparison, pruned: SearchComparison,
+                   sampler: str = "random") -> dict[str, Any]:
+    """What pruning changed in ``sampler``'s searches, seed by seed (the same sampler and
+    seed draw the same settings): steps saved, each seed's best loss gap, and in how many
+    seeds the pruner stopped the trial that was best without pruning."""
+    a = full.table.xs(sampler, level="sampler")
+    b = pruned.table.xs(sampler, level="sampler")
+    lost = 0
+    for seed in b.index:
+        unpruned = full.results[(sampler, seed)].trials
+        trials = pruned.results[(sampler, seed)].trials
+        winner = unpruned.value.idxmin()
+        lost += int(winner in trials.index and trials.state[winner] == "PRUNED")
+    gaps = (b.best / a.best.loc[b.index] - 1).round(4)
+    return {"steps_saved": round(1 - b.steps.sum() / a.steps.loc[b.index].sum(), 3),
+            "best_gap_by_seed": gaps.to_dict(), "largest_gap": float(gaps.abs().max()),
+            "winners_pruned": lost, "seeds": len(b), "pruned_trials": int(b.pruned.sum())}
+
+
 def best_params(comparison: SearchComparison) -> dict[str, Any]:
     """The parameters of the best trial over every search."""
     best = min(comparison.results.values(), key=lambda r: r.best_value)
@@ -236,5 +255,5 @@ def search_figure(comparison: SearchComparison, budget: int):
 
 __all__ = ["SearchComparison", "accumulation_runs", "assistant_task", "best_params",
            "clipping_runs", "compare_optimisers", "compare_schedules", "compare_searches",
-           "curve_figure", "largest_gap", "optimiser_run", "optuna_figures", "precision_runs",
+           "curve_figure", "largest_gap", "optimiser_run", "optuna_figures", "precision_runs", "pruning_effect",
            "search_figure", "search_space", "study_name"]

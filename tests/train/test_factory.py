@@ -11,7 +11,7 @@ from ftkit.asr import whisper
 from ftkit.core.config import TrainConfig
 from ftkit.data import formatting
 from ftkit.models.tiny import tiny_llama
-from ftkit.train import factory, lora_classifier, sft
+from ftkit.train import factory, lora_classifier, sft, toplayers
 from ftkit.train.callbacks import LivePlotCallback
 from ftkit.train.checkpoints import IntegrityCallback
 from ftkit.vqa import contrastive
@@ -79,8 +79,16 @@ def run_contrastive(tmp_path, request):
                          output_dir=str(tmp_path))
 
 
+def run_top_layers(tmp_path, request):
+    model, tok = tiny_llama()
+    task = toplayers.TopLayers(model, tok, (["q1", "q2"], ["a1", "a2"]), (["q3"], ["a3"]), 1, 32)
+    task.run(toplayers.RunSpec(steps=1, batch_size=2, report_to="tensorboard"),
+             output_dir=str(tmp_path), live=True)
+
+
 RUNS = {"sft": run_sft, "dpo": run_dpo, "whisper": run_whisper, "vqa": run_vqa,
-        "classifier": run_classifier, "reward": run_reward, "contrastive": run_contrastive}
+        "classifier": run_classifier, "reward": run_reward, "contrastive": run_contrastive,
+        "top_layers": run_top_layers}
 
 
 def test_every_path_is_listed():
