@@ -33,7 +33,8 @@ from ftkit.core.config import (
 )
 from ftkit.core.schema import resolve
 from ftkit.data import balance, formatting, instruct, load, validate
-from ftkit.train import adapters, classifier, finetune, lora_classifier, merging, sft
+from ftkit.train import (adapters, classifier, finetune, lora_classifier, merging, search, sft,
+                         tuning)
 from ftkit.train import params as train_params
 from ftkit.ui.schemas import config_from_params, schema_for
 
@@ -189,6 +190,32 @@ CASES = [
                                       "03_model_initialisation"),
          r"parameter\(s\) \['quantization'\] of 03_model_initialisation were overwritten by "
          r"non-literal values \(module\)"),
+    # ---- Training setup and search (notebook 04) ---------------------------------------
+    case("search-sampler-unknown",
+         lambda c: resolve(schema_for("04_training_setup_and_hpo"), {"samplers": ["bayes"]}),
+         r"SearchConfig\.samplers = \['bayes'\] \(item 0: 'bayes'\) is not allowed; choose "
+         r"one of \['grid', 'random', 'tpe'\]"),
+    case("search-workers-over-budget",
+         lambda c: resolve(schema_for("04_training_setup_and_hpo"),
+                           {"n_trials": 4, "n_workers": 8}),
+         r"SearchConfig\.n_workers = 8: is larger than the trial budget n_trials = 4"),
+    case("search-range-inverted",
+         lambda c: tuning.search_space({"lr": [1e-2, 1e-4]}),
+         r"search_space\['lr'\]: range \[0\.01, 0\.0001\] is empty or inverted"),
+    case("search-range-not-a-pair",
+         lambda c: resolve(schema_for("04_training_setup_and_hpo"),
+                           {"search_space": {"lr": [1e-4]}}),
+         r"SearchConfig\.search_space = .*lr: give \[low, high\]"),
+    case("search-space-unknown-name",
+         lambda c: tuning.search_space({"beta": [0.1, 1.0]}),
+         r"search_space: 'beta' cannot be searched; choose from \["),
+    case("search-storage-unreachable",
+         lambda c: search.open_storage("postgresql://nobody@127.0.0.1:1/none"),
+         r"storage_url = 'postgresql://nobody@127\.0\.0\.1:1/none' cannot be opened"),
+    case("setup-optimiser-without-rates",
+         lambda c: train_params.TrainingSetupConfig(optimisers=["adamw"], optimiser_lrs={}),
+         r"TrainingSetupConfig\.optimiser_lrs = \{\}: gives no candidate learning rates for "
+         r"\['adamw'\]"),
     # ---- Experiment, sweep and merge configs -------------------------------------------
     case("experiment-method-unknown",
          lambda c: train_params.ExperimentConfig(methods=["full", "qlora"]),

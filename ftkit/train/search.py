@@ -48,10 +48,11 @@ class Dim:
         if self.choices:
             return
         if not (math.isfinite(self.low) and math.isfinite(self.high)) or self.low >= self.high:
-            raise ConfigError(f"search space {name}: range [{self.low}, {self.high}] is empty "
-                              "or inverted; give low < high")
+            raise ConfigError(f"search_space[{name!r}]: range [{self.low}, {self.high}] is "
+                              "empty or inverted; give low < high")
         if self.log and self.low <= 0:
-            raise ConfigError(f"search space {name}: a log range needs low > 0, not {self.low}")
+            raise ConfigError(f"search_space[{name!r}]: a log range needs low > 0, not "
+                              f"{self.low}")
 
     def grid(self, points: int) -> list:
         """``points`` values spread over the range (log-spaced when ``log``), or the choices."""

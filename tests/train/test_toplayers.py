@@ -88,7 +88,7 @@ def test_search_space_names_and_scales():
     assert space["lr"].log and space["lora_r"].integer and space["lora_r"].log
     with pytest.raises(ConfigError, match="'beta' cannot be searched"):
         tuning.search_space({"beta": [0.1, 1.0]})
-    with pytest.raises(ConfigError, match="search space lr: range .* empty or inverted"):
+    with pytest.raises(ConfigError, match=r"search_space\[.lr.\]: range .* empty or inverted"):
         tuning.search_space({"lr": [1e-2, 1e-4]})
 
 
