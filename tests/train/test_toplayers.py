@@ -115,3 +115,13 @@ def test_pruned_search_trains_fewer_steps(task, tmp_path):
     assert runs["median"].table.steps.sum() <= runs["none"].table.steps.sum()
     assert runs["none"].table.steps.sum() == 6 * BASE.steps
     assert isinstance(runs["median"].results[("random", 0)], search.SearchResult)
+
+
+def test_two_worker_processes_share_the_notebooks_search(task, tmp_path):
+    """The objective (task and cached states) travels to spawned workers; one study, no
+    trial run twice."""
+    space = tuning.search_space({"lr": [1e-4, 1e-1]})
+    result = tuning.compare_searches(task, BASE, space, ["random"], 1, 4, tmp_path, n_workers=2)
+    trials = result.results[("random", 0)].trials
+    assert len(trials) == 4 and (trials.state == "COMPLETE").all()
+    assert trials.lr.nunique() == 4 and (tmp_path / "optuna.journal").is_file()
