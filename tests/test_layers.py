@@ -34,10 +34,12 @@ LATE_OK = {
     "papermill", "nbformat", "playwright", "ipywidgets", "IPython", "matplotlib", "optuna",
     "torch.ao.quantization", "scipy", "datasets", "soundfile", "huggingface_hub", "platformdirs",
     "transformers", "torch", "sqlalchemy", "pandas", "numpy", "yaml", "psutil", "tqdm", "safetensors",
+    "openai", "uvicorn",
 }
-# The ``ftkit`` command starts without torch: only the subcommand that checks the model packs
-# loads them (and torch with them), when it is chosen.
-LATE_FTKIT = {"ftkit.batch.cli": ("ftkit.models", "ftkit.batch.packcheck", "ftkit.batch")}
+# The ``ftkit`` command starts without torch: only the subcommands that check the model packs
+# or serve a model load them (and torch with them), when chosen.
+LATE_FTKIT = {"ftkit.batch.cli": ("ftkit.models", "ftkit.batch.packcheck", "ftkit.batch",
+                                  "ftkit.deploy")}
 
 
 def modules() -> dict[str, Path]:

@@ -7,6 +7,8 @@ the exit status. Adding a subcommand means writing those two functions and one e
 from __future__ import annotations
 
 import argparse
+import os
+import secrets
 import sys
 import textwrap
 from pathlib import Path
@@ -148,6 +150,35 @@ def _packs(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- ftkit serve
+
+
+def _add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="an exported model folder (config.json + safetensors)")
+    parser.add_argument("--port", type=int, default=0, help="port (default: a free one)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="listen address (default 127.0.0.1: this machine only)")
+    parser.add_argument("--continuous-batching", action="store_true",
+                        help="transformers' continuous batching (paged attention)")
+    parser.add_argument("--key", default="",
+                        help="API key clients must send (default: $FTKIT_API_KEY or a new one)")
+
+
+def _serve(args: argparse.Namespace) -> int:
+    """Serve a model behind the OpenAI-compatible API until interrupted."""
+    from ftkit.deploy import server
+
+    server.check_model_dir(args.model)
+    key = args.key or os.environ.get(server.KEY_ENV) or f"ftkit-{secrets.token_urlsafe(24)}"
+    os.environ[server.KEY_ENV] = key
+    port = args.port or server.free_port(args.host)
+    print(f"base_url: http://{args.host}:{port}/v1")
+    print(f"API key:  {key}  (header 'Authorization: Bearer <key>'; openai.OpenAI(api_key=...))")
+    print(f"model:    {args.model}", flush=True)
+    argv = [args.model, "--host", args.host, "--port", str(port)]
+    return server.main(argv + (["--continuous-batching"] if args.continuous_batching else []))
+
+
 # ---------------------------------------------------------------- registry
 
 COMMANDS: dict[str, Command] = {
@@ -157,6 +188,8 @@ COMMANDS: dict[str, Command] = {
     "profiles": Command("list the parameter profiles", _add_no_arguments, _profiles),
     "packs": Command("show, fetch or verify the offline model packs", _add_packs_arguments,
                      _packs),
+    "serve": Command("serve an exported model behind an OpenAI-compatible API (127.0.0.1, "
+                     "API key)", _add_serve_arguments, _serve),
 }
 
 

@@ -1,0 +1,334 @@
+"""Serve a model behind an OpenAI-compatible API, as a process the kit owns (paper §8.1).
+
+The server is transformers' own (``transformers serve``: chat and text completions, streaming,
+optional continuous batching), built in process through its ``Serve`` command so the kit
+reuses every handler it has, and wrapped in two defaults of ours:
+
+- it binds ``127.0.0.1`` unless told otherwise, on a port chosen free;
+- every request but ``GET /health`` needs ``Authorization: Bearer <key>`` (a request without
+  the key gets 401); transformers' server has no key check of its own;
+- a malformed request body or a prompt longer than the model's context gets 400 before any
+  compute, where the app alone would answer 500 or fail inside generation (:class:`Gate`).
+
+:class:`Server` starts it as a child process (``python -m ftkit.deploy.server``), waits until
+``/health`` answers, keeps its log in a file, and stops it on ``stop()``, on leaving a ``with``
+block, at interpreter exit, or — when the parent dies without stopping it (a killed kernel) —
+by itself: the child checks every second that its parent is alive. Only safetensors or GGUF
+weights load (transformers refuses pickled weights when safetensors exist; the kit's exports
+hold safetensors only) and ``trust_remote_code`` stays off. ``ftkit serve <model-dir>`` runs
+the same server from a shell.
+"""
+from __future__ import annotations
+
+import argparse
+import atexit
+import contextlib
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from ftkit.core.config import ConfigError
+
+KEY_ENV = "FTKIT_API_KEY"
+OPEN_PATHS = ("/health",)
+
+
+class Gate:
+    """ASGI middleware in front of the server's app.
+
+    - HTTP requests need ``Authorization: Bearer <key>``, except the open paths: 401.
+    - A POST to the completion endpoints must be a JSON object with well-formed
+      ``messages`` (chat) or ``prompt`` (completions) and a positive ``max_tokens``: 400
+      (the app itself answers some of these with a 500).
+    - With ``count_tokens`` and ``context``: a prompt whose tokens plus ``max_tokens`` exceed
+      the model's context is refused with 400 (``context_length_exceeded``), before any
+      compute.
+    Errors have the OpenAI error body, so the ``openai`` client raises its usual exceptions.
+    """
+
+    def __init__(self, app, key: str, count_tokens=None, context: int = 0,
+                 open_paths: tuple[str, ...] = OPEN_PATHS):
+        if not key:
+            raise ConfigError("the API key is empty: give a key (or let the kit draw one)")
+        self.app, self.expected, self.open_paths = app, f"Bearer {key}".encode(), open_paths
+        self.count_tokens, self.context = count_tokens, context
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["path"] in self.open_paths:
+            return await self.app(scope, receive, send)
+        given = dict(scope.get("headers") or []).get(b"authorization", b"")
+        if not secrets.compare_digest(given, self.expected):
+            return await _error(send, 401, "missing or wrong API key", "invalid_api_key")
+        if scope["method"] != "POST" or scope["path"] not in CHECKED:
+            return await self.app(scope, receive, send)
+        body = await _read_body(receive)
+        problem = self.check(scope["path"], body)
+        if problem:
+            return await _error(send, 400, problem[1], problem[0])
+        return await self.app(scope, _replay(body, receive), send)
+
+    def check(self, path: str, body: bytes) -> tuple[str, str] | None:
+        """``(code, message)`` of what is wrong with a request body, or None."""
+        try:
+            request = json.loads(body)
+        except ValueError:
+            return "invalid_json", "the request body is not valid JSON"
+        if not isinstance(request, dict):
+            return "invalid_request", "the request body must be a JSON object"
+        field, texts = CHECKED[path], []
+        value = request.get(field)
+        if field == "messages":
+            if not isinstance(value, list) or not value or not all(
+                    isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(
+                        m.get("content"), (str, list)) for m in value):
+                return "invalid_messages", ("'messages' must be a non-empty list of "
+                                            "{'role': str, 'content': str} objects")
+            texts = [m["content"] for m in value if isinstance(m["content"], str)]
+        elif not isinstance(value, str):
+            return "invalid_prompt", "'prompt' must be a string"
+        else:
+            texts = [value]
+        limit = request.get("max_tokens", request.get("max_completion_tokens", 16))
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+            return "invalid_max_tokens", "'max_tokens' must be a positive integer"
+        if self.count_tokens and self.context:
+            used = sum(self.count_tokens(t) for t in texts) + limit
+            if used > self.context:
+                return "context_length_exceeded", (
+                    f"the prompt and max_tokens need {used} tokens; the model's context is "
+                    f"{self.context}")
+        return None
+
+
+CHECKED = {"/v1/chat/completions": "messages", "/v1/completions": "prompt"}
+
+
+async def _read_body(receive) -> bytes:
+    chunks, more = [], True
+    while more:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        more = message.get("more_body", False)
+    return b"".join(chunks)
+
+
+def _replay(body: bytes, receive):
+    """A ``receive`` that hands the app the body already read, then the real channel."""
+    sent = [False]
+
+    async def replay():
+        if not sent[0]:
+            sent[0] = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+    return replay
+
+
+async def _error(send, status: int, message: str, code: str) -> None:
+    body = json.dumps({"error": {"message": message, "type": "invalid_request_error",
+                                 "code": code}}).encode()
+    headers = [(b"content-type", b"application/json")]
+    if status == 401:
+        headers.append((b"www-authenticate", b"Bearer"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def check_model_dir(model: str | Path) -> Path:
+    """A folder with a config and safetensors (or a GGUF) weights; anything else is refused."""
+    path = Path(model)
+    if not path.is_dir():
+        raise ConfigError(f"model {str(model)!r}: not a folder; give an exported model folder "
+                          "(config.json and model.safetensors)")
+    if not (path / "config.json").is_file() or not (
+            list(path.glob("*.safetensors")) or list(path.glob("*.gguf"))):
+        raise ConfigError(f"model {str(model)!r}: needs config.json and safetensors weights "
+                          "(a merged export); an adapter folder must be merged first")
+    return path
+
+
+def build_app(model: str | Path, key: str, continuous_batching: bool = False,
+              dtype: str = "auto", device: str = "cpu"):
+    """transformers' serving app for ``model`` (preloaded), behind :class:`Gate`."""
+    from transformers.cli.serve import Serve
+
+    class _Built(Serve):
+        def start_server(self):  # build only; the kit runs uvicorn itself
+            pass
+
+    from transformers import AutoConfig, AutoTokenizer
+
+    folder = check_model_dir(model)
+    built = _Built(force_model=str(folder), continuous_batching=continuous_batching,
+                   dtype=dtype, device=device, trust_remote_code=False, non_blocking=True,
+                   log_level="warning")
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    context = getattr(AutoConfig.from_pretrained(folder), "max_position_embeddings", 0) or 0
+    return Gate(built.server.config.app, key, lambda text: len(tokenizer(text).input_ids),
+                context), built
+
+
+def _watch_parent(parent: int) -> None:
+    """Exit when the process that started this server is gone (no orphans)."""
+    def watch():
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                os._exit(0)
+    threading.Thread(target=watch, daemon=True, name="parent-watch").start()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m ftkit.deploy.server MODEL [--port P] [--host H] [--continuous-batching]``;
+    the key comes from ``$FTKIT_API_KEY``. Prints ``READY <url>`` once listening."""
+    import uvicorn
+
+    parser = argparse.ArgumentParser(prog="ftkit-server", description=__doc__.split("\n")[0])
+    parser.add_argument("model")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--continuous-batching", action="store_true")
+    parser.add_argument("--dtype", default="auto")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--parent", type=int, default=0, help="exit when this pid is gone")
+    args = parser.parse_args(argv)
+    key = os.environ.get(KEY_ENV, "")
+    app, _ = build_app(args.model, key, args.continuous_batching, args.dtype, args.device)
+    if args.parent:
+        _watch_parent(args.parent)
+    port = args.port or free_port(args.host)
+    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=port, log_level="warning"))
+    threading.Thread(target=_announce, args=(server, f"http://{args.host}:{port}"),
+                     daemon=True).start()
+    server.run()
+    return 0
+
+
+def _announce(server, url: str) -> None:
+    while not server.started:
+        time.sleep(0.05)
+    print(f"READY {url}", flush=True)
+
+
+class Server:
+    """A served model in a child process, stopped with ``stop()`` or a ``with`` block.
+
+    Args:
+        model: an exported model folder (config.json + safetensors).
+        port: 0 picks a free one. host: ``127.0.0.1`` unless you mean to expose it.
+        key: the API key; default a new random one (``server.key``).
+        continuous_batching: transformers' continuous batching (paged attention).
+        log: the server's log file; default a temporary file (``server.log``).
+        ready_timeout: seconds to wait for ``/health``.
+    """
+
+    def __init__(self, model: str | Path, port: int = 0, host: str = "127.0.0.1",
+                 key: str | None = None, continuous_batching: bool = False,
+                 dtype: str = "auto", log: str | Path | None = None,
+                 ready_timeout: float = 180.0):
+        self.model = str(check_model_dir(model))
+        self.host, self.port = host, port or free_port(host)
+        self.key = key or f"ftkit-{secrets.token_urlsafe(24)}"
+        self.url = f"http://{host}:{self.port}"
+        self.continuous_batching, self.dtype = continuous_batching, dtype
+        self.log = Path(log) if log else Path(tempfile.mkstemp(prefix="ftkit-server-",
+                                                               suffix=".log")[1])
+        self.ready_timeout, self.process = ready_timeout, None
+
+    @property
+    def base_url(self) -> str:
+        """The OpenAI clients' ``base_url``."""
+        return f"{self.url}/v1"
+
+    def start(self) -> "Server":
+        """Start the child and wait for ``/health``; a failed start raises with the log tail."""
+        if self.process is not None:
+            return self
+        cmd = [sys.executable, "-m", "ftkit.deploy.server", self.model, "--host", self.host,
+               "--port", str(self.port), "--dtype", self.dtype, "--parent", str(os.getpid())]
+        if self.continuous_batching:
+            cmd.append("--continuous-batching")
+        env = {**os.environ, KEY_ENV: self.key, "HF_HUB_OFFLINE": "1",
+               "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1"}
+        env.setdefault("HF_HUB_CACHE", tempfile.mkdtemp(prefix="ftkit-hub-"))
+        with open(self.log, "wb") as out:
+            self.process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                            start_new_session=True)
+        atexit.register(self.stop)
+        self._wait_ready()
+        return self
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self.ready_timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the server exited with {self.process.returncode}:\n"
+                                   f"{self.log_tail()}")
+            with contextlib.suppress(OSError, urllib.error.URLError):
+                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as reply:
+                    if reply.status == 200:
+                        return
+            time.sleep(0.25)
+        self.stop()
+        raise TimeoutError(f"the server did not answer /health within {self.ready_timeout:.0f}"
+                           f" s:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 20) -> str:
+        if not self.log.is_file():
+            return ""
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the child (SIGTERM, then SIGKILL after ``timeout``); safe to call twice."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout)
+        atexit.unregister(self.stop)
+
+    def __enter__(self) -> "Server":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether nothing accepts connections on ``host:port``."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) != 0
+
+
+__all__ = ["KEY_ENV", "Gate", "Server", "build_app", "check_model_dir", "free_port", "main",
+           "port_is_free"]
+
+if __name__ == "__main__":
+    sys.exit(main())
