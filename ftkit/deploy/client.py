@@ -138,4 +138,33 @@ def summarise(frame: pd.DataFrame) -> dict[str, float]:
             "tokens_per_s": float(ok.tokens.sum() / wall), "requests_per_s": len(ok) / wall}
 
 
-__all__ = ["ask", "client", "load_test", "messages", "summarise"]
+def compare_latency(servers: dict[str, Any], prompts: list[str], n_requests: int = 50,
+                    rounds: int = 5, max_tokens: int = 32, **load: Any) -> pd.DataFrame:
+    """One request at a time to each server, ``n_requests`` each, taken in ``rounds``
+    alternating turns so that a slow spell of the machine hits every server alike; one row per
+    request with its server's name."""
+    frames = []
+    share = [n_requests // rounds + (r < n_requests % rounds) for r in range(rounds)]
+    for r, n in enumerate(share):
+        for name, server in servers.items():
+            if n:
+                frame = load_test(server, server.model, prompts, 1, n, max_tokens, **load)
+                frames.append(frame.assign(server=name, round=r))
+    return pd.concat(frames, ignore_index=True)
+
+
+def concurrency_sweep(server, prompts: list[str], levels: list[int],
+                      requests_per_level: int = 16, max_tokens: int = 32,
+                      progress=None, **load: Any) -> pd.DataFrame:
+    """:func:`summarise` of a load test at each concurrency level (at least two requests per
+    concurrent client), one row per level."""
+    rows = []
+    for level in (progress or iter)(levels):
+        frame = load_test(server, server.model, prompts, level,
+                          max(requests_per_level, 2 * level), max_tokens, **load)
+        rows.append({"concurrency": level, **summarise(frame)})
+    return pd.DataFrame(rows).set_index("concurrency")
+
+
+__all__ = ["ask", "client", "compare_latency", "concurrency_sweep", "load_test", "messages",
+           "summarise"]

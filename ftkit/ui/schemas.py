@@ -33,6 +33,7 @@ from ftkit.core.schema import (
 )
 from ftkit.data.params import PreferenceConfig, PrepConfig
 from ftkit.evaluate.probes import ProbeSettings
+from ftkit.deploy.params import DeployConfig
 from ftkit.train.params import (BalanceConfig, ExperimentConfig, MergeConfig, SearchConfig,
                                 SweepConfig, TrainingSetupConfig)
 from ftkit.vqa.params import VQAConfig
@@ -162,6 +163,13 @@ SCHEMAS: dict[str, type] = {s.NOTEBOOK: s for s in [
         train=(TrainConfig, {"lr": 5e-4, "max_steps": 12, "batch_size": 4, "warmup_ratio": 0.0,
                              "lr_scheduler": "constant"}),
         adapter=(AdapterConfig, {"lora_r": 8})),
+    _schema(
+        "14_deployment", "DeploymentParams",
+        deploy=(DeployConfig, {
+            "n_questions": 4, "system_prompt": DeployConfig().system_prompt, "max_tokens": 32,
+            "latency_requests": 50, "concurrency_levels": [1, 2, 4, 8],
+            "requests_per_level": 16, "continuous_batching": True, "request_timeout": 120.0,
+            "max_seconds": 240.0})),
     _schema(
         "16_whisper_asr", "WhisperASRParams",
         model=(ModelConfig, {"model_name": "whisper-tiny.en", "max_new_tokens": 48}),

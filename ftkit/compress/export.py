@@ -1,0 +1,94 @@
+"""Exports of a fine-tuned model, the files a server or another team loads (paper §8.1).
+
+- :func:`export_adapter`: the LoRA adapter alone, in peft's format (``adapter_config.json``,
+  ``adapter_model.safetensors``), with the tokenizer; loads with plain
+  ``peft.PeftModel.from_pretrained`` on the base model.
+- :func:`export_merged`: the adapter folded into the base weights (``merge_and_unload``), a
+  plain transformers checkpoint in safetensors with tokenizer, chat template and generation
+  config; loads with plain ``AutoModelForCausalLM.from_pretrained`` and serves with
+  ``transformers serve`` or ``ftkit serve``.
+
+Every export is written to a temporary folder beside the target and renamed when complete, so
+a target is either whole or absent; a target that exists and is not empty is refused.
+:func:`assistant_exports` builds the running example's exports (base, adapter, merged) once per
+assistant and caches them beside it.
+"""
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+from ftkit import models
+from ftkit.core.config import ConfigError
+from ftkit.train import assistant
+
+
+def publish(build_into: Callable[[Path], None], target: str | Path) -> Path:
+    """Run ``build_into(tmp)`` on a temporary sibling of ``target``, then rename it to
+    ``target``; an existing non-empty ``target`` is refused, a failed build leaves nothing."""
+    target = Path(target)
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise ConfigError(f"export target {str(target)!r} exists and is not empty; choose a "
+                          "new folder or remove it")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        build_into(tmp)
+        if target.exists():
+            target.rmdir()  # empty, checked above
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def export_adapter(peft_model, tokenizer, target: str | Path) -> Path:
+    """The adapter in peft's format (safetensors) with the tokenizer."""
+    if not hasattr(peft_model, "peft_config"):
+        raise ConfigError("export_adapter needs a peft model (base + adapter)")
+
+    def build(tmp: Path) -> None:
+        peft_model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+    return publish(build, target)
+
+
+def export_merged(model, tokenizer, target: str | Path) -> Path:
+    """A plain checkpoint: a peft model's adapter merged into a copy of its base (the model
+    itself is left as it is), or a plain model as it is; safetensors, tokenizer, chat template
+    and generation config."""
+    def build(tmp: Path) -> None:
+        plain = copy.deepcopy(model).merge_and_unload() if hasattr(model, "peft_config") \
+            else model
+        plain.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+    return publish(build, target)
+
+
+def folder_mb(folder: str | Path) -> float:
+    """Size of the files in ``folder``, in MB."""
+    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file()) / 1e6
+
+
+def assistant_exports(profile: str = "workshop", seed: int = 42) -> dict[str, Path]:
+    """The running example's exports for ``profile``: ``base`` (the untuned model as a plain
+    checkpoint), ``adapter`` and ``merged``; built once, beside the cached assistant."""
+    shop = assistant.fine_tuned(profile, seed)
+    root = Path(shop.info["folder"]).with_name(f"{shop.info['key']}-exports")
+    folders = {name: root / name for name in ("base", "adapter", "merged")}
+    if not folders["adapter"].is_dir():
+        export_adapter(shop.model, shop.tokenizer, folders["adapter"])
+    if not folders["merged"].is_dir():
+        export_merged(shop.model, shop.tokenizer, folders["merged"])
+    if not folders["base"].is_dir():
+        base, tokenizer = models.load(shop.info["recipe"]["model_name"])
+        export_merged(base, tokenizer, folders["base"])
+    return folders
+
+
+__all__ = ["assistant_exports", "export_adapter", "export_merged", "folder_mb", "publish"]
