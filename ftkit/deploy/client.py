@@ -155,9 +155,12 @@ def compare_latency(servers: dict[str, Any], prompts: list[str], n_requests: int
 
 def concurrency_sweep(server, prompts: list[str], levels: list[int],
                       requests_per_level: int = 16, max_tokens: int = 32,
-                      progress=None, **load: Any) -> pd.DataFrame:
+                      progress=None, warmup: int = 1, **load: Any) -> pd.DataFrame:
     """:func:`summarise` of a load test at each concurrency level (at least two requests per
-    concurrent client), one row per level."""
+    concurrent client), one row per level, after ``warmup`` unmeasured requests (a server's
+    first requests pay for one-time set-up, e.g. continuous batching's cache)."""
+    if warmup:
+        load_test(server, server.model, prompts, 1, warmup, max_tokens, **load)
     rows = []
     for level in (progress or iter)(levels):
         frame = load_test(server, server.model, prompts, level,

@@ -15,7 +15,10 @@ class DeployConfig(Section):
     system_prompt: str = param("You are the customer-support assistant of an online shop. "
                                "Answer in one or two sentences.",
                                "System prompt sent with each chat request.", empty_ok=True)
-    max_tokens: int = param(32, "Tokens generated per request.", min=1, max=4096)
+    max_tokens: int = param(48, "Tokens generated per answer shown to the reader.", min=1,
+                            max=4096)
+    load_tokens: int = param(16, "Tokens generated per request in the latency and load tests.",
+                             min=1, max=4096)
     latency_requests: int = param(50, "Requests per server when timing base against merged "
                                   "assistant, one at a time.", min=2, max=10_000)
     concurrency_levels: list[int] = param([1, 2, 4, 8], "Requests in flight at once in the "
