@@ -1,6 +1,7 @@
 """A real OpenAI-compatible server on a tiny model: client, key, errors, load, clean stop."""
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -95,6 +96,19 @@ def test_stopping_frees_the_port_and_a_stopped_server_is_reported_not_waited_on(
     t0 = time.perf_counter()
     frame = cl.load_test(server, server.model, ["hi"], n_requests=3, timeout=5)
     assert (frame.error != "").all() and time.perf_counter() - t0 < 10
+
+
+def test_a_server_killed_mid_load_gives_failed_rows_not_a_hang(model_dir):
+    server = sv.Server(model_dir).start()
+    killer = threading.Timer(1.0, server.process.kill)
+    killer.start()
+    t0 = time.perf_counter()
+    frame = cl.load_test(server, server.model, ["hi"], concurrency=2, n_requests=400,
+                         max_tokens=16, timeout=5, max_seconds=30)
+    killer.join()
+    server.stop()
+    assert (frame.error == "").any() and (frame.error != "").any()
+    assert time.perf_counter() - t0 < 40 and cl.summarise(frame)["errors"] > 0
 
 
 def test_the_server_exits_when_its_parent_dies(model_dir, tmp_path):
