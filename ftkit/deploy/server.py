@@ -248,8 +248,10 @@ class Server:
         self.key = key or f"ftkit-{secrets.token_urlsafe(24)}"
         self.url = f"http://{host}:{self.port}"
         self.continuous_batching, self.dtype = continuous_batching, dtype
-        self.log = Path(log) if log else Path(tempfile.mkstemp(prefix="ftkit-server-",
-                                                               suffix=".log")[1])
+        if log is None:
+            handle, log = tempfile.mkstemp(prefix="ftkit-server-", suffix=".log")
+            os.close(handle)
+        self.log = Path(log)
         self.ready_timeout, self.process = ready_timeout, None
 
     @property
@@ -267,7 +269,10 @@ class Server:
             cmd.append("--continuous-batching")
         env = {**os.environ, KEY_ENV: self.key, "HF_HUB_OFFLINE": "1",
                "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1"}
-        env.setdefault("HF_HUB_CACHE", tempfile.mkdtemp(prefix="ftkit-hub-"))
+        if "HF_HUB_CACHE" not in env:  # the server lists the hub cache; an empty one will do
+            hub = Path(tempfile.gettempdir()) / "ftkit-hf-hub"
+            hub.mkdir(exist_ok=True)
+            env["HF_HUB_CACHE"] = str(hub)
         with open(self.log, "wb") as out:
             self.process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
                                             start_new_session=True)
