@@ -16,9 +16,6 @@ assistant and caches them beside it.
 from __future__ import annotations
 
 import copy
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -28,23 +25,15 @@ from ftkit.train import assistant
 
 
 def publish(build_into: Callable[[Path], None], target: str | Path) -> Path:
-    """Run ``build_into(tmp)`` on a temporary sibling of ``target``, then rename it to
-    ``target``; an existing non-empty ``target`` is refused, a failed build leaves nothing."""
+    """``build_into(tmp)`` on a temporary sibling of ``target``, renamed to ``target`` when it
+    returns (ftkit.train.assistant.publish); an existing non-empty ``target`` is refused."""
     target = Path(target)
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise ConfigError(f"export target {str(target)!r} exists and is not empty; choose a "
                           "new folder or remove it")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
-        build_into(tmp)
-        if target.exists():
-            target.rmdir()  # empty, checked above
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return target
+    if target.exists():
+        target.rmdir()  # empty, checked above
+    return assistant.publish(build_into, target)
 
 
 def export_adapter(peft_model, tokenizer, target: str | Path) -> Path:

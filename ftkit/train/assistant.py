@@ -96,7 +96,7 @@ def cache_key(stage: str, recipe: Recipe | None, seed: int, data_dir: str = DATA
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _publish(build_into, final: Path) -> Path:
+def publish(build_into, final: Path) -> Path:
     """Build into a temporary sibling folder, then rename it to ``final`` (all or nothing)."""
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
@@ -140,7 +140,7 @@ def records(seed: int = 42, data_dir: str = DATA_DIR) -> datasets.DatasetDict:
     if not final.is_dir():
         tokenizer = models.load_tokenizer(DATA_TOKENIZER)
         built = prepare(collect(data_dir), tokenizer, seed)
-        _publish(lambda tmp: built.save_to_disk(str(tmp / "records")), final)
+        publish(lambda tmp: built.save_to_disk(str(tmp / "records")), final)
     return datasets.load_from_disk(str(final / "records"))
 
 
@@ -210,7 +210,7 @@ def fine_tuned(profile: str = "workshop", seed: int = 42, data_dir: str = DATA_D
     key = cache_key("fine_tuned", recipe, seed, data_dir)
     final = cache_root() / "assistant" / key
     if not final.is_dir():
-        _publish(lambda tmp: _train(recipe, data, seed, tmp), final)
+        publish(lambda tmp: _train(recipe, data, seed, tmp), final)
     base, tokenizer = models.load(recipe.model_name)
     model = PeftModel.from_pretrained(base, str(final / "adapter")).eval()
     info = {**json.loads((final / "info.json").read_text(encoding="utf-8")), "key": key,
@@ -218,5 +218,5 @@ def fine_tuned(profile: str = "workshop", seed: int = 42, data_dir: str = DATA_D
     return Assistant(model, tokenizer, data, info)
 
 
-__all__ = ["Assistant", "RECIPES", "Recipe", "cache_key", "collect", "fine_tuned", "prepare",
+__all__ = ["Assistant", "RECIPES", "Recipe", "cache_key", "collect", "fine_tuned", "prepare", "publish",
            "recipe_for", "records"]

@@ -61,7 +61,7 @@ def test_a_failed_build_leaves_no_entry(tmp_path):
         raise RuntimeError("killed mid-build")
 
     with pytest.raises(RuntimeError, match="killed"):
-        assistant._publish(build, tmp_path / "entry")
+        assistant.publish(build, tmp_path / "entry")
     assert list(tmp_path.iterdir()) == []
 
 
