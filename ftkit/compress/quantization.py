@@ -1,17 +1,28 @@
-"""Quantised variants of a model measured side by side: size, speed, perplexity (paper §4.3, §6.10).
+"""Quantised variants of a model measured side by side: size, memory, speed, perplexity
+(paper §4.3, §8.3.5).
 
-The quantisers themselves live in ``ftkit.models.quantize``.
-Used in notebooks/03_model_initialisation.ipynb.
+- :func:`compare` — the in-memory int8 variants of ``ftkit.models.quantize`` (notebook 03).
+- :func:`quantize_weights` / :func:`quantisation_table` — fp32, bf16 and torchao's weight-only
+  int8 and int4 of a checkpoint: size on disk, RSS measured in a fresh process, forward time,
+  perplexity (notebooks/12_pruning_and_quantisation.ipynb).
 """
 from __future__ import annotations
 
 import copy
+import json
+import logging
+import os
+import subprocess
+import sys
 
 import pandas as pd
+import torch
+from torch import nn
 
+from ftkit.core.config import ConfigError
 from ftkit.evaluate.perplexity import perplexity
 from ftkit.models.footprint import serialized_mb
-from ftkit.models.generation import ms_per_token
+from ftkit.models.generation import forward_ms, ms_per_token
 from ftkit.models.registry import load_model, quantize
 
 
@@ -42,3 +53,149 @@ def _variant(model, method: str, model_name: str):
         return model
     on_cpu = copy.deepcopy(model).to("cpu")  # torch's int8 kernels here are CPU kernels
     return quantize(on_cpu, method)
+
+
+# --- weight-only quantisation with torchao, measured on disk, in memory and in quality -------
+
+TORCHAO_METHODS = ("int8", "int4")
+FLOAT_METHODS = ("fp32", "bf16")
+GPU_ONLY = {"nf4": "bitsandbytes 4-bit", "bnb-8bit": "bitsandbytes 8-bit",
+            "4bit": "bitsandbytes 4-bit", "8bit": "bitsandbytes 8-bit"}
+
+
+def check_method(method: str) -> str:
+    """``method`` if this machine can quantise with it; one clear error otherwise."""
+    if method in GPU_ONLY and not torch.cuda.is_available():
+        raise ConfigError(f"quantisation {method!r} ({GPU_ONLY[method]}) needs a CUDA GPU and "
+                          f"this machine has none; on a CPU choose one of "
+                          f"{', '.join(FLOAT_METHODS + TORCHAO_METHODS)} (torchao)")
+    if method not in FLOAT_METHODS + TORCHAO_METHODS + tuple(GPU_ONLY):
+        raise ConfigError(f"quantisation {method!r} is unknown; choose one of "
+                          f"{', '.join(FLOAT_METHODS + TORCHAO_METHODS + tuple(GPU_ONLY))}")
+    return method
+
+
+def _torchao():
+    logging.getLogger("torchao").setLevel(logging.ERROR)  # its optional GPU kernels are absent
+    import torchao.quantization as tq
+    from torchao.quantization.granularity import PerAxis, PerGroup
+
+    return tq, PerAxis, PerGroup
+
+
+def quantize_weights(model, method: str, group_size: int = 32):
+    """A copy of ``model`` with its weights in ``method``'s format.
+
+    ``fp32``/``bf16``: a cast. ``int8``: torchao weight-only int8, one scale per output row;
+    ``int4``: torchao weight-only int4, one scale per ``group_size`` weights. Both quantise every
+    Linear layer and the token embedding; a head tied to the embedding stays tied to the
+    quantised embedding. Activations stay in float (the compute dequantises the weights).
+    ``nf4``/``bnb-8bit`` (bitsandbytes) need a GPU: loading with ``models.load_model(...,
+    quantization="4bit")`` is that path.
+    """
+    check_method(method)
+    if method in GPU_ONLY:
+        raise ConfigError(f"{method!r} quantises while loading: use models.load_model(name, "
+                          "quantization='4bit' or '8bit') on a GPU")
+    out = copy.deepcopy(model)
+    if method in FLOAT_METHODS:
+        return out.to(torch.float32 if method == "fp32" else torch.bfloat16)
+    tq, per_axis, per_group = _torchao()
+    config = (tq.IntxWeightOnlyConfig(weight_dtype=torch.int8, granularity=per_axis(0))
+              if method == "int8" else
+              tq.IntxWeightOnlyConfig(weight_dtype=torch.int4, granularity=per_group(group_size)))
+    embeddings = out.get_input_embeddings()
+    tied = getattr(out.get_output_embeddings(), "weight", None) is embeddings.weight
+    head = "lm_head" if tied else ""
+    tq.quantize_(out, config, filter_fn=lambda m, fqn: isinstance(m, (nn.Linear, nn.Embedding))
+                 and fqn != head)
+    if tied:
+        out.get_output_embeddings().weight = out.get_input_embeddings().weight
+    return out
+
+
+def weight_storage_mb(model) -> float:
+    """Bytes held by the model's parameters and buffers, each storage counted once (MB).
+    Read from the tensors themselves, including quantised tensors' int data and scales."""
+    seen, total = set(), 0
+    for t in [*model.parameters(), *model.buffers()]:
+        for inner in _inner_tensors(t):
+            key = inner.untyped_storage().data_ptr()
+            if key not in seen:
+                seen.add(key)
+                total += inner.untyped_storage().nbytes()
+    return total / 1e6
+
+
+def _inner_tensors(t):
+    if hasattr(t, "__tensor_flatten__"):
+        names, _ = t.__tensor_flatten__()
+        return [x for n in names for x in _inner_tensors(getattr(t, n))]
+    return [t]
+
+
+def resident_memory(folder: str, method: str, timeout: float = 600.0) -> dict:
+    """Load the checkpoint in ``folder`` in a fresh Python process, quantise it with ``method``
+    and measure that process: ``resident_mb`` (RSS held once the model is built, over the RSS
+    before loading) and ``peak_mb`` (peak RSS over the same baseline; int8/int4 pass through
+    the fp32 weights on the way)."""
+    check_method(method)
+    cmd = [sys.executable, "-m", "ftkit.compress.quantization", str(folder), method]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "TQDM_DISABLE": "1"})
+    if done.returncode != 0:
+        raise RuntimeError(f"measuring {method} in a fresh process failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+
+
+def _measure(folder: str, method: str) -> dict:
+    import ctypes
+    import gc
+    import resource
+
+    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
+
+    _torchao()
+    MODEL_FOR_CAUSAL_LM_MAPPING[type(AutoConfig.from_pretrained(folder))]  # import its code now
+    gc.collect()
+    before, peak_before = _rss_mb(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
+    dtype = torch.bfloat16 if method == "bf16" else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
+    if method in TORCHAO_METHODS:
+        model = quantize_weights(model, method)
+    gc.collect()
+    ctypes.CDLL("libc.so.6").malloc_trim(0)  # hand freed fp32 pages back before reading RSS
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
+    return {"method": method, "resident_mb": _rss_mb() - before,
+            "peak_mb": peak - max(before, min(peak_before, before)),
+            "weights_mb": weight_storage_mb(model)}
+
+
+def quantisation_table(model, tokenizer, folder: str, methods: list[str], texts: list[str],
+                       timing_ids: torch.Tensor, rounds: int = 5, progress=None) -> tuple:
+    """Each ``method`` applied to ``model`` (saved as a plain checkpoint in ``folder``),
+    measured: size on disk (``torch.save`` of the state dict, MB), RSS in a fresh process
+    (:func:`resident_memory`), median forward time side by side, perplexity on ``texts``.
+    Returns ``(table, variants)``."""
+    for m in methods:
+        check_method(m)
+    loop = progress(methods, desc="quantise") if progress else methods
+    variants = {m: quantize_weights(model, m).eval() for m in loop}
+    ms = forward_ms(variants, timing_ids, rounds)
+    rows = {}
+    for m in (progress(methods, desc="measure") if progress else methods):
+        memory = resident_memory(folder, m)
+        rows[m] = {"disk_mb": serialized_mb(variants[m]), "resident_mb": memory["resident_mb"],
+                   "peak_rss_mb": memory["peak_mb"], "forward_ms": ms[m],
+                   "perplexity": perplexity(variants[m], tokenizer, texts)}
+    return pd.DataFrame(rows).T, variants
+
+
+if __name__ == "__main__":  # python -m ftkit.compress.quantization <folder> <method>
+    print(json.dumps(_measure(sys.argv[1], sys.argv[2])))

@@ -6,12 +6,17 @@ words, case-insensitive) and one for **compliance** (no more words than the prom
 are compared prompt by prompt: a higher score wins, equal scores tie, and the win rate counts
 a tie as half a win — 0.5 means "no better, no worse".
 
-Used in notebooks/08_dpo_alignment.ipynb and notebooks/09_rlhf_reward_and_ppo.ipynb.
+Used in notebooks/08_dpo_alignment.ipynb and notebooks/09_rlhf_reward_and_ppo.ipynb;
+:func:`token_f1` / :func:`reply_f1` score free-text support replies against the shop's answers
+(notebooks/12_pruning_and_quantisation.ipynb).
 """
 from __future__ import annotations
 
 import re
 import statistics
+from collections import Counter
+
+from ftkit.models.generation import chat_batch
 
 _WORD = re.compile(r"[A-Za-z0-9]+(?:['-][A-Za-z0-9]+)*")
 
@@ -53,3 +58,24 @@ def summary(judged: list[dict]) -> dict:
             "correct": statistics.mean(j["correct"] for j in judged),
             "compliant": statistics.mean(j["compliant"] for j in judged),
             "mean_words": statistics.mean(j["n_words"] for j in judged)}
+
+
+def token_f1(reply: str, reference: str) -> float:
+    """Word-overlap F1 of a reply with a reference answer (words as :func:`words`, counted
+    with multiplicity); 0 when either is empty."""
+    got, want = Counter(words(reply)), Counter(words(reference))
+    common = sum((got & want).values())
+    if common == 0:
+        return 0.0
+    precision, recall = common / sum(got.values()), common / sum(want.values())
+    return 2 * precision * recall / (precision + recall)
+
+
+def reply_f1(model, tokenizer, questions: list[str], answers: list[str],
+             max_new_tokens: int = 32) -> float:
+    """Mean :func:`token_f1` of the model's greedy replies to ``questions`` against
+    ``answers`` (a task score for free-text support answers)."""
+    if len(questions) != len(answers) or not questions:
+        raise ValueError(f"{len(questions)} questions for {len(answers)} answers")
+    replies = chat_batch(model, tokenizer, questions, max_new_tokens)
+    return statistics.mean(token_f1(r, a) for r, a in zip(replies, answers))

@@ -4,6 +4,7 @@ Used in notebooks/03_model_initialisation.ipynb and later notebooks that compare
 """
 from __future__ import annotations
 
+import statistics
 import time
 
 import torch
@@ -68,3 +69,27 @@ def chat_batch(model, tokenizer, prompts: list[str], max_new_tokens: int = 48,
     finally:
         tokenizer.padding_side = side
     return [a.strip() for a in answers]
+
+
+@torch.inference_mode()
+def forward_ms(variants: dict, input_ids: torch.Tensor, rounds: int = 5) -> dict[str, float]:
+    """Median milliseconds of one forward pass over ``input_ids`` for each model, measured
+    side by side: every round times each model once, after one untimed warm-up pass each.
+    Logits are computed for the last position only, as in the prefill step of generation."""
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for model in variants.values():
+        model(input_ids=input_ids, logits_to_keep=1)
+    for _ in range(rounds):
+        for name, model in variants.items():
+            t0 = time.perf_counter()
+            model(input_ids=input_ids, logits_to_keep=1)
+            times[name].append((time.perf_counter() - t0) * 1000)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def timing_batch(tokenizer, texts: list[str], batch: int = 4, length: int = 128) -> torch.Tensor:
+    """``(batch, length)`` token ids cut from ``texts`` joined, for timing forward passes."""
+    ids = tokenizer(" ".join(texts), return_tensors="pt")["input_ids"][0]
+    need = batch * length
+    ids = ids.repeat(need // max(len(ids), 1) + 1)[:need]
+    return ids.reshape(batch, length)

@@ -13,6 +13,7 @@ from typing import Any
 
 from ftkit.align.params import DPOSettings, PPOSettings, RewardConfig
 from ftkit.asr.params import ASRConfig
+from ftkit.compress.params import CompressConfig
 from ftkit.core import results, versions
 from ftkit.core.config import (
     AdapterConfig,
@@ -163,6 +164,14 @@ SCHEMAS: dict[str, type] = {s.NOTEBOOK: s for s in [
         train=(TrainConfig, {"lr": 5e-4, "max_steps": 12, "batch_size": 4, "warmup_ratio": 0.0,
                              "lr_scheduler": "constant"}),
         adapter=(AdapterConfig, {"lora_r": 8})),
+    _schema(
+        "12_pruning_and_quantisation", "CompressionParams",
+        compress=(CompressConfig, {
+            "calibration_rows": 32, "eval_rows": 24, "n_questions": 8, "max_new_tokens": 32,
+            "sparsities": [0.1, 0.3, 0.5, 0.7], "timing_rounds": 5, "recover_sparsity": 0.3,
+            "recover_steps": 30, "recover_lr": 1e-3, "train_rows": 0,
+            "quant_methods": ["fp32", "bf16", "int8", "int4"], "qlora_methods": ["fp32", "int8"],
+            "qlora_steps": 15, "gguf_types": ["Q8_0", "Q4_0"]})),
     _schema(
         "14_deployment", "DeploymentParams",
         deploy=(DeployConfig, {
