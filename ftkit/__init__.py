@@ -26,6 +26,7 @@ Where each notebook's code lives::
     07_adapter_merging         train.merging
     08_dpo_alignment           align.dpo, data.preferences
     09_rlhf_reward_and_ppo     align.reward, align.ppo
+    12_pruning_and_quantisation  compress.pruning, compress.quantization, compress.gguf_file
     14_deployment              deploy.server, deploy.client
     16_whisper_asr             asr.whisper, asr.audio
     17_multimodal_vqa          vqa.train, vqa.model

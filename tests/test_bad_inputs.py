@@ -21,6 +21,7 @@ import transformers
 
 import ftkit
 from ftkit import models
+from ftkit.compress import gguf_file, pruning, quantization
 from ftkit.core import profiles
 from ftkit.core.config import (
     AdapterConfig,
@@ -190,6 +191,22 @@ CASES = [
                                       "03_model_initialisation"),
          r"parameter\(s\) \['quantization'\] of 03_model_initialisation were overwritten by "
          r"non-literal values \(module\)"),
+    # ---- Compression and export (notebook 12) --------------------------------------------
+    case("compress-sparsity-one",
+         lambda c: resolve(schema_for("12_pruning_and_quantisation"), {"sparsities": [0.3, 1.0]}),
+         r"CompressConfig\.sparsities = .*: each sparsity must lie in \[0, 1\)"),
+    case("compress-recover-sparsity-not-swept",
+         lambda c: resolve(schema_for("12_pruning_and_quantisation"), {"recover_sparsity": 0.4}),
+         r"CompressConfig\.recover_sparsity = 0\.4: must be one of sparsities"),
+    case("prune-sparsity-negative",
+         lambda c: pruning.magnitude_prune(models.load_model("tiny-llama"), -0.2),
+         r"sparsity=-0\.2: give a fraction in \[0, 1\)"),
+    case("quantise-bitsandbytes-without-gpu",
+         lambda c: quantization.check_method("nf4"),
+         r"quantisation 'nf4' \(bitsandbytes 4-bit\) needs a CUDA GPU and this machine has none"),
+    case("gguf-type-unknown",
+         lambda c: gguf_file.check_type("Q4_K"),
+         r"GGUF type 'Q4_K' is not written here; choose one of"),
     # ---- Training setup and search (notebook 04) ---------------------------------------
     case("search-sampler-unknown",
          lambda c: resolve(schema_for("04_training_setup_and_hpo"), {"samplers": ["bayes"]}),

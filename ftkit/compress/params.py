@@ -17,11 +17,11 @@ class CompressConfig(Section):
     """Pruning, quantising, re-tuning and exporting the assistant."""
     calibration_rows: int = param(32, "Training records whose activations rank the MLP "
                                   "channels for structured pruning.", min=1, max=10_000)
-    eval_rows: int = param(24, "Held-out records for perplexity.", min=1, max=10_000)
-    n_questions: int = param(8, "Held-out questions answered by each variant; the task score "
+    eval_rows: int = param(16, "Held-out records for perplexity.", min=1, max=10_000)
+    n_questions: int = param(6, "Held-out questions answered by each variant; the task score "
                              "is the word-overlap F1 of its replies with the shop's answers.",
                              min=0, max=1000)
-    max_new_tokens: int = param(32, "Tokens generated per reply for the task score.", min=1,
+    max_new_tokens: int = param(24, "Tokens generated per reply for the task score.", min=1,
                                 max=1024)
     sparsities: list[float] = param([0.1, 0.3, 0.5, 0.7], "Shares of the MLP weights pruned, "
                                     "each in [0, 1).", min=0.0, max=1.0)
@@ -37,7 +37,7 @@ class CompressConfig(Section):
                                        "measured (nf4/bnb-8bit: bitsandbytes, GPU only).")
     qlora_methods: list[Quant] = param(["fp32", "int8"], "Frozen-base formats a LoRA adapter "
                                        "is trained on (the QLoRA idea).")
-    qlora_steps: int = param(15, "LoRA steps per frozen-base format.", min=1, max=100_000)
+    qlora_steps: int = param(10, "LoRA steps per frozen-base format.", min=1, max=100_000)
     gguf_types: list[GGUFType] = param(["Q8_0", "Q4_0"], "GGUF block formats written and "
                                        "loaded back.")
 

@@ -143,7 +143,7 @@ def sparsity_sweep(model, tokenizer, texts: list[str], sparsities: list[float],
     """Unstructured and structured pruning of ``model`` at each sparsity, measured side by side.
 
     Returns ``(table, variants)``: one row per (method, sparsity) with MLP parameters removed,
-    parameters, non-zero parameters, size on disk (MB), median forward time of a 4 x 128 token
+    parameters, non-zero parameters, size on disk (MB), median forward time of a 2 x 128 token
     batch (ms), its speed-up over the unpruned model, perplexity on ``texts`` and, with
     ``score`` (a function of the model), ``task_score``; and the
     models by name (``"dense"``, ``"unstructured 30%"``, ``"structured 30%"`` ...).

@@ -9,6 +9,8 @@
 from __future__ import annotations
 
 import copy
+import ctypes
+import gc
 import json
 import logging
 import os
@@ -136,9 +138,9 @@ def _inner_tensors(t):
 
 def resident_memory(folder: str, method: str, timeout: float = 600.0) -> dict:
     """Load the checkpoint in ``folder`` in a fresh Python process, quantise it with ``method``
-    and measure that process: ``resident_mb`` (RSS held once the model is built, over the RSS
-    before loading) and ``peak_mb`` (peak RSS over the same baseline; int8/int4 pass through
-    the fp32 weights on the way)."""
+    and measure that process: ``resident_mb`` (RSS once the model is built and has run one
+    forward pass, over the RSS before loading) and ``peak_mb`` (peak RSS over the same
+    baseline; int8/int4 pass through the fp32 weights on the way)."""
     check_method(method)
     cmd = [sys.executable, "-m", "ftkit.compress.quantization", str(folder), method]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
@@ -148,33 +150,35 @@ def resident_memory(folder: str, method: str, timeout: float = 600.0) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+def _status_mb(field: str) -> float:
+    """A memory line of /proc/self/status in MB (``VmRSS`` now, ``VmHWM`` its peak; both
+    belong to this process image, unlike ``ru_maxrss``, which a child inherits from its
+    parent)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1e3
+    raise RuntimeError(f"/proc/self/status has no {field}")
 
 
 def _measure(folder: str, method: str) -> dict:
-    import ctypes
-    import gc
-    import resource
-
     from transformers import AutoConfig, AutoModelForCausalLM
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
 
     _torchao()
     MODEL_FOR_CAUSAL_LM_MAPPING[type(AutoConfig.from_pretrained(folder))]  # import its code now
     gc.collect()
-    before, peak_before = _rss_mb(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
+    before = _status_mb("VmRSS")
     dtype = torch.bfloat16 if method == "bf16" else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype).eval()
     if method in TORCHAO_METHODS:
         model = quantize_weights(model, method)
     gc.collect()
     ctypes.CDLL("libc.so.6").malloc_trim(0)  # hand freed fp32 pages back before reading RSS
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
-    return {"method": method, "resident_mb": _rss_mb() - before,
-            "peak_mb": peak - max(before, min(peak_before, before)),
-            "weights_mb": weight_storage_mb(model)}
+    with torch.inference_mode():  # every weight is read once, so mapped file pages count too
+        model(input_ids=torch.tensor([[1, 2, 3, 4]]))
+    return {"method": method, "resident_mb": _status_mb("VmRSS") - before,
+            "peak_mb": _status_mb("VmHWM") - before, "weights_mb": weight_storage_mb(model)}
 
 
 def quantisation_table(model, tokenizer, folder: str, methods: list[str], texts: list[str],

@@ -1,10 +1,7 @@
 """Exports load back with the plain libraries, in a fresh process, with the same logits."""
-import json
-import subprocess
-import sys
-
 import pytest
 import torch
+from transformers import AutoModelForCausalLM
 
 from ftkit.compress import export
 from ftkit.core.config import AdapterConfig, ConfigError
@@ -12,20 +9,6 @@ from ftkit.models.tiny import tiny_llama
 from ftkit.train.adapters import apply_method
 
 IDS = [[1, 5, 9, 13, 2]]
-
-FRESH = """
-import json, sys, torch
-from transformers import AutoModelForCausalLM
-kind, folder, base = sys.argv[1], sys.argv[2], sys.argv[3]
-if kind == "merged":
-    model = AutoModelForCausalLM.from_pretrained(folder)
-else:
-    from peft import PeftModel
-    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), folder)
-with torch.no_grad():
-    print(json.dumps(model(torch.tensor(%s)).logits.flatten().tolist()))
-""" % IDS
-
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
@@ -40,12 +23,6 @@ def trained(tmp_path_factory):
     return peft_model.eval(), tok, base_dir
 
 
-def fresh_logits(kind, folder, base_dir) -> torch.Tensor:
-    out = subprocess.run([sys.executable, "-c", FRESH, kind, str(folder), str(base_dir)],
-                         capture_output=True, text=True, check=True, timeout=120).stdout
-    return torch.tensor(json.loads(out.strip().splitlines()[-1]))
-
-
 @pytest.mark.parametrize("kind", ["merged", "adapter"])
 def test_each_export_loads_in_a_fresh_process_with_the_same_logits(kind, trained, tmp_path):
     model, tok, base_dir = trained
@@ -53,10 +30,28 @@ def test_each_export_loads_in_a_fresh_process_with_the_same_logits(kind, trained
     folder = write(model, tok, tmp_path / kind)
     assert list(folder.glob("*.safetensors")) and not list(folder.glob("*.bin"))
     with torch.no_grad():
-        expected = model(torch.tensor(IDS)).logits.flatten()
-    torch.testing.assert_close(fresh_logits(kind, folder, base_dir), expected, atol=1e-4,
-                               rtol=1e-4)
+        expected = model(torch.tensor(IDS)).logits
+    got = export.logits_in_fresh_process(folder, torch.tensor(IDS),
+                                         base_dir if kind == "adapter" else None)
+    torch.testing.assert_close(torch.from_numpy(got), expected, atol=1e-4, rtol=1e-4)
     assert hasattr(model, "peft_config"), "exporting merged leaves the model unmerged"
+    with torch.no_grad():
+        base = AutoModelForCausalLM.from_pretrained(base_dir)(torch.tensor(IDS)).logits
+    assert (base - expected).abs().max() > 1e-3, "the adapter changes the logits: a real check"
+
+
+def test_verify_exports_reports_float_rounding_for_both_exports(trained, tmp_path):
+    model, tok, base_dir = trained
+    folders = {"base": base_dir, "adapter": export.export_adapter(model, tok, tmp_path / "a"),
+               "merged": export.export_merged(model, tok, tmp_path / "m")}
+    table = export.verify_exports(folders, model, torch.tensor(IDS))
+    assert list(table.index) == ["adapter", "merged"]
+    assert (table.max_logit_diff < 1e-4).all() and (table.size_mb > 0).all()
+
+
+def test_a_fresh_process_that_cannot_load_says_so(tmp_path):
+    with pytest.raises(RuntimeError, match="fresh process failed"):
+        export.logits_in_fresh_process(tmp_path, torch.tensor(IDS))
 
 
 def test_a_non_empty_target_is_refused_and_a_failed_export_leaves_nothing(trained, tmp_path):

@@ -48,3 +48,10 @@ def test_judge_prefers_every_chosen_reply_in_the_data():
         chosen = judge.judge(r["chosen"], r["answer"], r["max_words"])
         rejected = judge.judge(r["rejected"], r["answer"], r["max_words"])
         assert chosen["score"] == 2 and rejected["score"] == 1, r
+
+
+def test_token_f1_counts_shared_words():
+    assert judge.token_f1("Your parcel ships today", "your parcel ships today.") == 1.0
+    assert judge.token_f1("", "anything") == 0.0 and judge.token_f1("a b", "c d") == 0.0
+    # 2 shared of 4 reply words and of 2 reference words: P 0.5, R 1.0
+    assert abs(judge.token_f1("refund sent to you", "refund sent") - 2 / 3) < 1e-12
