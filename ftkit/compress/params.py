@@ -17,7 +17,7 @@ class CompressConfig(Section):
     """Pruning, quantising, re-tuning and exporting the assistant."""
     calibration_rows: int = param(32, "Training records whose activations rank the MLP "
                                   "channels for structured pruning.", min=1, max=10_000)
-    eval_rows: int = param(16, "Held-out records for perplexity.", min=1, max=10_000)
+    eval_rows: int = param(12, "Held-out records for perplexity.", min=1, max=10_000)
     n_questions: int = param(6, "Held-out questions answered by each variant; the task score "
                              "is the word-overlap F1 of its replies with the shop's answers.",
                              min=0, max=1000)
@@ -25,11 +25,13 @@ class CompressConfig(Section):
                                 max=1024)
     sparsities: list[float] = param([0.1, 0.3, 0.5, 0.7], "Shares of the MLP weights pruned, "
                                     "each in [0, 1).", min=0.0, max=1.0)
-    timing_rounds: int = param(5, "Rounds of side-by-side forward passes timed per variant "
+    head_groups: int = param(1, "Key/value groups (a key/value head and its query heads) "
+                             "removed from every attention layer.", min=1, max=64)
+    timing_rounds: int = param(3, "Rounds of side-by-side forward passes timed per variant "
                                "(the median counts).", min=1, max=100)
     recover_sparsity: float = param(0.3, "Structured sparsity whose model gets a recovery "
                                     "fine-tune (one of sparsities).", min=0.0, max=1.0)
-    recover_steps: int = param(30, "LoRA steps of the recovery fine-tune.", min=1, max=100_000)
+    recover_steps: int = param(20, "LoRA steps of the recovery fine-tune.", min=1, max=100_000)
     recover_lr: float = param(1e-3, "Learning rate of the recovery and quantised-base "
                               "fine-tunes.", min=0.0, min_exclusive=True, max=1.0, log=True)
     train_rows: int = param(0, "Training records used by those fine-tunes (0: all).", min=0)
@@ -37,7 +39,7 @@ class CompressConfig(Section):
                                        "measured (nf4/bnb-8bit: bitsandbytes, GPU only).")
     qlora_methods: list[Quant] = param(["fp32", "int8"], "Frozen-base formats a LoRA adapter "
                                        "is trained on (the QLoRA idea).")
-    qlora_steps: int = param(10, "LoRA steps per frozen-base format.", min=1, max=100_000)
+    qlora_steps: int = param(8, "LoRA steps per frozen-base format.", min=1, max=100_000)
     gguf_types: list[GGUFType] = param(["Q8_0", "Q4_0"], "GGUF block formats written and "
                                        "loaded back.")
 

@@ -13,6 +13,9 @@
 
 At the same fraction both remove the same number of MLP parameters, which is what
 :func:`sparsity_sweep` compares: perplexity, size, non-zero weights and forward time.
+:func:`prune_attention_groups` removes whole attention heads the same way: a key/value head and
+the query heads that share it (one group of grouped-query attention), ranked by
+:func:`group_importance`; :func:`measure` compares any set of variants side by side.
 Used in notebooks/12_pruning_and_quantisation.ipynb.
 """
 from __future__ import annotations
@@ -73,11 +76,10 @@ def magnitude_prune(model, sparsity: float):
 
 
 @torch.inference_mode()
-def channel_importance(model, tokenizer, texts: list[str], max_length: int = 256) -> list[torch.Tensor]:
-    """Per MLP, one score per intermediate channel: mean |activation| over the tokens of
-    ``texts`` times the L2 norm of the channel's ``down_proj`` column."""
-    blocks = mlps(model)
-    sums = [torch.zeros(b.down_proj.in_features) for b in blocks]
+def _mean_abs_inputs(model, tokenizer, texts: list[str], linears: list[nn.Linear],
+                     max_length: int) -> list[torch.Tensor]:
+    """Mean |input feature| of each of ``linears`` over the tokens of ``texts``."""
+    sums = [torch.zeros(lin.in_features) for lin in linears]
     tokens = [0]
 
     def hook(i):
@@ -88,7 +90,7 @@ def channel_importance(model, tokenizer, texts: list[str], max_length: int = 256
                 tokens[0] += act.shape[0]
         return record
 
-    handles = [b.down_proj.register_forward_pre_hook(hook(i)) for i, b in enumerate(blocks)]
+    handles = [lin.register_forward_pre_hook(hook(i)) for i, lin in enumerate(linears)]
     try:
         for text in texts:
             ids = tokenizer(text, return_tensors="pt", truncation=True,
@@ -98,9 +100,69 @@ def channel_importance(model, tokenizer, texts: list[str], max_length: int = 256
         for h in handles:
             h.remove()
     if tokens[0] == 0:
-        raise ValueError("channel_importance: no calibration tokens")
-    return [s / tokens[0] * b.down_proj.weight.detach().float().norm(dim=0).cpu()
-            for s, b in zip(sums, blocks)]
+        raise ValueError("no calibration tokens")
+    return [s / tokens[0] for s in sums]
+
+
+def _written(linear: nn.Linear, mean_abs: torch.Tensor) -> torch.Tensor:
+    """Per input feature: mean |activation| times the norm of the column it multiplies."""
+    return mean_abs * linear.weight.detach().float().norm(dim=0).cpu()
+
+
+def channel_importance(model, tokenizer, texts: list[str], max_length: int = 256) -> list[torch.Tensor]:
+    """Per MLP, one score per intermediate channel: mean |activation| over the tokens of
+    ``texts`` times the L2 norm of the channel's ``down_proj`` column."""
+    downs = [b.down_proj for b in mlps(model)]
+    return [_written(d, a) for d, a in
+            zip(downs, _mean_abs_inputs(model, tokenizer, texts, downs, max_length))]
+
+
+def attentions(model) -> list[nn.Module]:
+    """The self-attention block of every decoder layer (q/k/v/o projections)."""
+    found = [m for m in model.modules()
+             if all(hasattr(m, p) for p in ("q_proj", "k_proj", "v_proj", "o_proj"))]
+    if not found:
+        raise ConfigError(f"{type(model).__name__} has no q/k/v/o attention blocks to prune")
+    return found
+
+
+def group_importance(model, tokenizer, texts: list[str], max_length: int = 256) -> list[torch.Tensor]:
+    """Per attention block, one score per key/value group (a key/value head and the query
+    heads that share it): what its heads write through ``o_proj`` on ``texts``, summed."""
+    cfg = model.config
+    blocks = attentions(model)
+    heads, groups = cfg.num_attention_heads, cfg.num_key_value_heads
+    outs = [b.o_proj for b in blocks]
+    scores = [_written(o, a) for o, a in
+              zip(outs, _mean_abs_inputs(model, tokenizer, texts, outs, max_length))]
+    return [s.reshape(groups, heads // groups, -1).sum(dim=(1, 2)) for s in scores]
+
+
+def prune_attention_groups(model, n_pruned: int, importance: list[torch.Tensor]):
+    """A copy of ``model`` without the ``n_pruned`` least important key/value groups of every
+    attention block (their key/value head, query heads and ``o_proj`` columns)."""
+    cfg = model.config
+    groups, heads = cfg.num_key_value_heads, cfg.num_attention_heads
+    if not isinstance(n_pruned, int) or not 0 <= n_pruned < groups:
+        raise ConfigError(f"n_pruned={n_pruned!r}: prune from 0 to {groups - 1} of the "
+                          f"{groups} key/value groups per layer")
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // heads
+    per_group = heads // groups
+    pruned = copy.deepcopy(model)
+    blocks = attentions(pruned)
+    for block, score in zip(blocks, importance):
+        keep = torch.sort(torch.topk(score, groups - n_pruned).indices).values
+        kv_rows = torch.cat([torch.arange(g * head_dim, (g + 1) * head_dim) for g in keep])
+        q_rows = torch.cat([torch.arange(g * per_group * head_dim, (g + 1) * per_group * head_dim)
+                            for g in keep])
+        block.q_proj = _keep_rows(block.q_proj, q_rows, 0)
+        block.k_proj = _keep_rows(block.k_proj, kv_rows, 0)
+        block.v_proj = _keep_rows(block.v_proj, kv_rows, 0)
+        block.o_proj = _keep_rows(block.o_proj, q_rows, 1)
+    pruned.config.head_dim = head_dim
+    pruned.config.num_key_value_heads = groups - n_pruned
+    pruned.config.num_attention_heads = per_group * (groups - n_pruned)
+    return pruned
 
 
 def _keep_rows(linear: nn.Linear, index: torch.Tensor, dim: int) -> nn.Linear:
@@ -137,16 +199,37 @@ def prune_mlp_channels(model, fraction: float, importance: list[torch.Tensor]):
     return pruned
 
 
+def measure(variants: dict, tokenizer, texts: list[str], rounds: int = 5, score=None,
+            progress=None) -> pd.DataFrame:
+    """Models measured side by side against the first one (the reference): parameters,
+    weights removed (non-zero weights fewer than the reference's), non-zero weights, size on
+    disk (MB), median forward time of a 4 x 128-token batch (ms), speed-up over the
+    reference, perplexity on ``texts`` and, with ``score`` (a function of the model),
+    ``task_score``. One row per model, by name."""
+    ms = forward_ms(variants, timing_batch(tokenizer, texts), rounds)
+    first = next(iter(variants))
+    reference_nonzero = nonzero_parameters(variants[first])
+    rows = {}
+    for name in (progress(list(variants), desc="measure") if progress else list(variants)):
+        variant = variants[name]
+        nonzero = nonzero_parameters(variant)
+        rows[name] = {"parameters": count_parameters(variant),
+                      "removed": reference_nonzero - nonzero, "nonzero": nonzero,
+                      "size_mb": serialized_mb(variant), "forward_ms": ms[name],
+                      "speedup": ms[first] / ms[name],
+                      "perplexity": perplexity(variant, tokenizer, texts),
+                      **({"task_score": score(variant)} if score else {})}
+    return pd.DataFrame(rows).T
+
+
 def sparsity_sweep(model, tokenizer, texts: list[str], sparsities: list[float],
                    importance: list[torch.Tensor], rounds: int = 5, score=None,
                    progress=None) -> tuple:
-    """Unstructured and structured pruning of ``model`` at each sparsity, measured side by side.
+    """Unstructured and structured pruning of ``model`` at each sparsity, measured side by
+    side (:func:`measure`, with ``method`` and ``sparsity`` columns).
 
-    Returns ``(table, variants)``: one row per (method, sparsity) with MLP parameters removed,
-    parameters, non-zero parameters, size on disk (MB), median forward time of a 2 x 128 token
-    batch (ms), its speed-up over the unpruned model, perplexity on ``texts`` and, with
-    ``score`` (a function of the model), ``task_score``; and the
-    models by name (``"dense"``, ``"unstructured 30%"``, ``"structured 30%"`` ...).
+    Returns ``(table, variants)``: the table and the models by name (``"dense"``,
+    ``"unstructured 30%"``, ``"structured 30%"`` ...).
     """
     for s in sparsities:
         check_sparsity(s)
@@ -157,25 +240,13 @@ def sparsity_sweep(model, tokenizer, texts: list[str], sparsities: list[float],
     for method, s in loop:
         variants[f"{method} {s:.0%}"] = (magnitude_prune(model, s) if method == "unstructured"
                                          else prune_mlp_channels(model, s, importance)).eval()
-    ms = forward_ms(variants, timing_batch(tokenizer, texts), rounds)
-    mlp_before = mlp_parameters(model)
-    rows = []
-    names = progress(list(variants), desc="perplexity") if progress else list(variants)
-    for name in names:
-        variant = variants[name]
-        method, _, pct = name.partition(" ")
-        removed = (mlp_before - mlp_parameters(variant) if method == "structured"
-                   else count_parameters(model) - nonzero_parameters(variant)
-                   - (count_parameters(model) - nonzero_parameters(model)))
-        rows.append({"name": name, "method": method, "sparsity": float(pct.rstrip("%")) / 100
-                     if pct else 0.0, "mlp_removed": removed,
-                     "parameters": count_parameters(variant),
-                     "nonzero": nonzero_parameters(variant), "size_mb": serialized_mb(variant),
-                     "forward_ms": ms[name], "speedup": ms["dense"] / ms[name],
-                     "perplexity": perplexity(variant, tokenizer, texts),
-                     **({"task_score": score(variant)} if score else {})})
-    return pd.DataFrame(rows).set_index("name"), variants
+    table = measure(variants, tokenizer, texts, rounds, score, progress)
+    table.insert(0, "method", [n.partition(" ")[0] for n in table.index])
+    table.insert(1, "sparsity", [float(n.partition(" ")[2].rstrip("%") or 0) / 100
+                                 for n in table.index])
+    return table, variants
 
 
-__all__ = ["channel_importance", "check_sparsity", "magnitude_prune", "mlp_parameters", "mlps",
-           "nonzero_parameters", "prune_mlp_channels", "sparsity_sweep"]
+__all__ = ["attentions", "channel_importance", "check_sparsity", "group_importance",
+           "magnitude_prune", "measure", "mlp_parameters", "mlps", "nonzero_parameters",
+           "prune_attention_groups", "prune_mlp_channels", "sparsity_sweep"]

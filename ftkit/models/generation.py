@@ -87,7 +87,7 @@ def forward_ms(variants: dict, input_ids: torch.Tensor, rounds: int = 5) -> dict
     return {name: statistics.median(t) for name, t in times.items()}
 
 
-def timing_batch(tokenizer, texts: list[str], batch: int = 2, length: int = 128) -> torch.Tensor:
+def timing_batch(tokenizer, texts: list[str], batch: int = 4, length: int = 128) -> torch.Tensor:
     """``(batch, length)`` token ids cut from ``texts`` joined, for timing forward passes."""
     ids = tokenizer(" ".join(texts), return_tensors="pt")["input_ids"][0]
     need = batch * length

@@ -69,8 +69,27 @@ def test_a_sweep_compares_both_methods_at_the_same_parameter_count(model):
                                  "unstructured 50%", "structured 50%"]
     for s in ("25%", "50%"):
         u, st = table.loc[f"unstructured {s}"], table.loc[f"structured {s}"]
-        assert abs(u.mlp_removed - st.mlp_removed) <= 0.01 * st.mlp_removed
+        assert abs(u.removed - st.removed) <= 0.01 * st.removed
         assert u.parameters == table.loc["dense", "parameters"] > st.parameters
         assert st.size_mb < u.size_mb
     assert (table.task_score == 0.5).all() and table.forward_ms.gt(0).all()
     assert table.loc["dense", "speedup"] == 1.0 and set(variants) == set(table.index)
+
+
+def test_a_silent_attention_group_scores_zero_and_pruning_it_changes_nothing(model, tmp_path):
+    m, tok = model  # 4 query heads sharing 2 key/value heads: groups of 2 heads of dim 16
+    with torch.no_grad():
+        for block in pruning.attentions(m):
+            block.o_proj.weight[:, 32:64] = 0.0  # group 1's heads write nothing
+    scores = pruning.group_importance(m, tok, TEXTS)
+    assert all(s.shape == (2,) and s[1] == 0 and s[0] > 0 for s in scores)
+    small = pruning.prune_attention_groups(m, 1, scores)
+    assert (small.config.num_attention_heads, small.config.num_key_value_heads) == (2, 1)
+    with torch.no_grad():
+        torch.testing.assert_close(small(IDS).logits, m(IDS).logits, atol=1e-5, rtol=1e-5)
+    small.save_pretrained(tmp_path)
+    with torch.no_grad():
+        again = AutoModelForCausalLM.from_pretrained(tmp_path)(IDS).logits
+    torch.testing.assert_close(again, small(IDS).logits)
+    with pytest.raises(ConfigError, match="prune from 0 to 1 of the 2"):
+        pruning.prune_attention_groups(m, 2, scores)
