@@ -36,8 +36,14 @@ Imports are lazy so that the ``ftkit`` command starts without loading torch.
 from __future__ import annotations
 
 import importlib
+import logging
 
 __version__ = "0.1.0"
+
+# peft imports torchao when it builds LoRA layers; torchao then logs every optional GPU kernel
+# it cannot load and torch warns about torchao's enum registrations. Neither concerns a run.
+for _noisy in ("torchao", "torch.utils._pytree"):
+    logging.getLogger(_noisy).setLevel(logging.ERROR)
 
 _EXPORTS = {
     # core: typed configs, recorded results, hardware

@@ -12,7 +12,6 @@ import copy
 import ctypes
 import gc
 import json
-import logging
 import os
 import subprocess
 import sys
@@ -78,7 +77,6 @@ def check_method(method: str) -> str:
 
 
 def _torchao():
-    logging.getLogger("torchao").setLevel(logging.ERROR)  # its optional GPU kernels are absent
     import torchao.quantization as tq
     from torchao.quantization.granularity import PerAxis, PerGroup
 
