@@ -74,15 +74,18 @@ def chat_batch(model, tokenizer, prompts: list[str], max_new_tokens: int = 48,
 @torch.inference_mode()
 def forward_ms(variants: dict, input_ids: torch.Tensor, rounds: int = 5) -> dict[str, float]:
     """Median milliseconds of one forward pass over ``input_ids`` for each model, measured
-    side by side: every round times each model once, after one untimed warm-up pass each.
-    Logits are computed for the last position only, as in the prefill step of generation."""
+    side by side: every round times each model once, after one untimed warm-up pass each,
+    and each round starts one model further down the list, so no model is always the one
+    timed first. Logits are computed for the last position only, as in the prefill step of
+    generation."""
     times: dict[str, list[float]] = {name: [] for name in variants}
+    names = list(variants)
     for model in variants.values():
         model(input_ids=input_ids, logits_to_keep=1)
-    for _ in range(rounds):
-        for name, model in variants.items():
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
             t0 = time.perf_counter()
-            model(input_ids=input_ids, logits_to_keep=1)
+            variants[name](input_ids=input_ids, logits_to_keep=1)
             times[name].append((time.perf_counter() - t0) * 1000)
     return {name: statistics.median(t) for name, t in times.items()}
 
