@@ -23,11 +23,11 @@ class CompressConfig(Section):
                              min=0, max=1000)
     max_new_tokens: int = param(24, "Tokens generated per reply for the task score.", min=1,
                                 max=1024)
-    sparsities: list[float] = param([0.1, 0.3, 0.5, 0.7], "Shares of the MLP weights pruned, "
+    sparsities: list[float] = param([0.1, 0.3, 0.7], "Shares of the MLP weights pruned, "
                                     "each in [0, 1).", min=0.0, max=1.0)
     head_groups: int = param(1, "Key/value groups (a key/value head and its query heads) "
                              "removed from every attention layer.", min=1, max=64)
-    timing_rounds: int = param(3, "Rounds of side-by-side forward passes timed per variant "
+    timing_rounds: int = param(5, "Rounds of side-by-side forward passes timed per variant "
                                "(the median counts).", min=1, max=100)
     recover_sparsity: float = param(0.3, "Structured sparsity whose model gets a recovery "
                                     "fine-tune (one of sparsities).", min=0.0, max=1.0)

@@ -93,27 +93,23 @@ def quantize_weights(model, method: str, group_size: int = 32):
     ``nf4``/``bnb-8bit`` (bitsandbytes) need a GPU: loading with ``models.load_model(...,
     quantization="4bit")`` is that path.
     """
-    return _quantize_in_place(copy.deepcopy(model), method, group_size)
-
-
-def _quantize_in_place(out, method: str, group_size: int = 32):
     check_method(method)
     if method in GPU_ONLY:
         raise ConfigError(f"{method!r} quantises while loading: use models.load_model(name, "
                           "quantization='4bit' or '8bit') on a GPU")
+    out = copy.deepcopy(model)
     if method in FLOAT_METHODS:
         return out.to(torch.float32 if method == "fp32" else torch.bfloat16)
     tq, per_axis, per_group = _torchao()
     config = (tq.IntxWeightOnlyConfig(weight_dtype=torch.int8, granularity=per_axis(0))
               if method == "int8" else
               tq.IntxWeightOnlyConfig(weight_dtype=torch.int4, granularity=per_group(group_size)))
-    embeddings = out.get_input_embeddings()
-    tied = getattr(out.get_output_embeddings(), "weight", None) is embeddings.weight
-    head = "lm_head" if tied else ""
+    head = out.get_output_embeddings()
+    tied = head is not None and head.weight is out.get_input_embeddings().weight
     tq.quantize_(out, config, filter_fn=lambda m, fqn: isinstance(m, (nn.Linear, nn.Embedding))
-                 and fqn != head)
-    if tied:
-        out.get_output_embeddings().weight = out.get_input_embeddings().weight
+                 and not (tied and m is head))
+    if tied:  # the head reads the quantised embedding, as before it read the float one
+        head.weight = out.get_input_embeddings().weight
     return out
 
 

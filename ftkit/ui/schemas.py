@@ -168,7 +168,7 @@ SCHEMAS: dict[str, type] = {s.NOTEBOOK: s for s in [
         "12_pruning_and_quantisation", "CompressionParams",
         compress=(CompressConfig, {
             "calibration_rows": 32, "eval_rows": 12, "n_questions": 4, "max_new_tokens": 24,
-            "sparsities": [0.1, 0.3, 0.5, 0.7], "head_groups": 1, "timing_rounds": 3, "recover_sparsity": 0.3,
+            "sparsities": [0.1, 0.3, 0.7], "head_groups": 1, "timing_rounds": 5, "recover_sparsity": 0.3,
             "recover_steps": 20, "recover_lr": 1e-3, "train_rows": 0,
             "quant_methods": ["fp32", "bf16", "int8", "int4"], "qlora_methods": ["fp32", "int8"],
             "qlora_steps": 6, "gguf_types": ["Q8_0", "Q4_0"]})),
