@@ -11,6 +11,7 @@ it (``tests/test_layers.py`` checks this)::
     train                     stages 3-4: the trainer factory, its speed layer, PEFT methods
     align | compress          preference methods, reward models, PPO | quantisation
     asr | vqa                 Whisper speech recognition | visual question answering
+    deploy | monitor          stages 6-7: serving | drift, alerts, retraining, versions
     ui                        parameter panels and figures
     batch                     papermill runner, reports, the ``ftkit`` command
 
@@ -28,6 +29,7 @@ Where each notebook's code lives::
     09_rlhf_reward_and_ppo     align.reward, align.ppo
     12_pruning_and_quantisation  compress.pruning, compress.quantization, compress.gguf_file
     14_deployment              deploy.server, deploy.client
+    15_monitoring              monitor.signals, monitor.responses, monitor.retrain
     16_whisper_asr             asr.whisper, asr.audio
     17_multimodal_vqa          vqa.train, vqa.model
 

@@ -54,26 +54,28 @@ def ask(chat_client, model: str, question: str, system: str | None = None,
             "first_token_s": first or float("nan"), "tokens": len(parts)}
 
 
-async def _one(aclient, model: str, prompt: str, max_tokens: int) -> dict[str, Any]:
+async def _one(aclient, model: str, prompt: str, max_tokens: int,
+               system: str | None = None) -> dict[str, Any]:
     t0 = time.perf_counter()
-    first, tokens = None, 0
+    first, parts = None, []
     try:
         stream = await aclient.chat.completions.create(
-            model=model, messages=messages(prompt), max_tokens=max_tokens, temperature=0.0,
-            stream=True)
+            model=model, messages=messages(prompt, system), max_tokens=max_tokens,
+            temperature=0.0, stream=True)
         async for chunk in stream:
             if chunk.choices and chunk.choices[0].delta.content:
                 first = first or time.perf_counter() - t0
-                tokens += 1
+                parts.append(chunk.choices[0].delta.content)
         error = ""
     except Exception as err:  # noqa: BLE001 - every failure is a measured outcome
         error = f"{type(err).__name__}: {str(err)[:120]}"
     return {"seconds": time.perf_counter() - t0, "first_token_s": first or float("nan"),
-            "tokens": tokens, "error": error}
+            "tokens": len(parts), "error": error, "reply": "".join(parts)}
 
 
 async def _load(server, model: str, prompts: list[str], concurrency: int, n_requests: int,
-                max_tokens: int, max_seconds: float, timeout: float) -> list[dict]:
+                max_tokens: int, max_seconds: float, timeout: float,
+                system: str | None = None) -> list[dict]:
     import openai
 
     aclient = openai.AsyncOpenAI(base_url=server.base_url, api_key=server.key,
@@ -86,7 +88,7 @@ async def _load(server, model: str, prompts: list[str], concurrency: int, n_requ
     async def worker():
         while queue and time.perf_counter() < deadline:
             i = queue.pop(0)
-            row = await _one(aclient, model, prompts[i % len(prompts)], max_tokens)
+            row = await _one(aclient, model, prompts[i % len(prompts)], max_tokens, system)
             rows.append({"request": i, "finished_s": round(time.perf_counter() - start, 3), **row})
 
     try:
@@ -114,6 +116,25 @@ def load_test(server, model: str, prompts: list[str], concurrency: int = 1,
                                         "tokens", "error"])
     frame.attrs.update(wall_seconds=time.perf_counter() - t0, concurrency=concurrency)
     return frame
+
+
+def answer_all(server, prompts: list[str], concurrency: int = 4, max_tokens: int = 48,
+               system: str | None = None, timeout: float = 120.0,
+               max_seconds: float = 3600.0) -> list[dict]:
+    """Every prompt answered once, ``concurrency`` requests in flight, in the prompts' order:
+    rows ``{"reply", "seconds", "tokens", "error"}`` (an unanswered prompt, e.g. past
+    ``max_seconds``, is a row with its error). ``ftkit.monitor.replay`` takes it as its
+    ``answer`` function."""
+    if concurrency < 1:
+        raise ConfigError(f"answer_all: concurrency = {concurrency} must be >= 1")
+    if not prompts:
+        return []
+    rows = _run(_load(server, server.model, prompts, concurrency, len(prompts), max_tokens,
+                      max_seconds, timeout, system))
+    by_request = {r["request"]: r for r in rows}
+    missing = {"reply": "", "seconds": float("nan"), "tokens": 0, "error": "not sent: time ran out"}
+    return [{k: by_request.get(i, missing)[k] for k in ("reply", "seconds", "tokens", "error")}
+            for i in range(len(prompts))]
 
 
 def _run(coroutine):
@@ -169,5 +190,5 @@ def concurrency_sweep(server, prompts: list[str], levels: list[int],
     return pd.DataFrame(rows).set_index("concurrency")
 
 
-__all__ = ["ask", "client", "compare_latency", "concurrency_sweep", "load_test", "messages",
+__all__ = ["answer_all", "ask", "client", "compare_latency", "concurrency_sweep", "load_test", "messages",
            "summarise"]

@@ -8,7 +8,8 @@ a tie as half a win — 0.5 means "no better, no worse".
 
 Used in notebooks/08_dpo_alignment.ipynb and notebooks/09_rlhf_reward_and_ppo.ipynb;
 :func:`token_f1` / :func:`reply_f1` score free-text support replies against the shop's answers
-(notebooks/12_pruning_and_quantisation.ipynb).
+(notebooks/12_pruning_and_quantisation.ipynb); :func:`fact_recall` reads whether a reply gives
+the shop's answer at all (notebooks/15_monitoring.ipynb).
 """
 from __future__ import annotations
 
@@ -69,6 +70,22 @@ def token_f1(reply: str, reference: str) -> float:
         return 0.0
     precision, recall = common / sum(got.values()), common / sum(want.values())
     return 2 * precision * recall / (precision + recall)
+
+
+STOPWORDS = frozenset(
+    "a about after all also an and any are as at be been before by can did do does for from "
+    "had has have i if in into is it its me my no not of on once or our out so than that the "
+    "then this to up us was we will with within you your".split())
+
+
+def fact_recall(reply: str, answer: str) -> float:
+    """Share of the answer's content words (distinct, stop words left out) found in the reply:
+    near 1 when the reply states what the answer states, whatever else it says around it;
+    NaN for an answer without content words."""
+    want = {w for w in words(answer) if w not in STOPWORDS}
+    if not want:
+        return float("nan")
+    return len(want & set(words(reply))) / len(want)
 
 
 def reply_f1(model, tokenizer, questions: list[str], answers: list[str],

@@ -3,8 +3,10 @@
 A detector is one number per day (a drift statistic, an error rate, a refusal rate), higher
 meaning worse. :func:`threshold` sets its alarm level from calibration days that are known to
 be normal: their mean plus ``k`` standard deviations, never below their maximum.
-:func:`score_detectors` then reads, for each detector, the false alarms on the other normal
-days and the delay from a change's first day to the first alarm on or after it.
+:func:`score_detectors` then reads, for each detector, the false alarms on the normal days
+and the delay from a change's first day to the first alarm on or after it. A normal day that
+is also a calibration day is judged by the threshold of the *other* calibration days (leave
+one out), so every known-normal day can count as a test of false alarms.
 """
 from __future__ import annotations
 
@@ -24,25 +26,39 @@ def threshold(calibration, k: float = 3.0) -> float:
     return float(max(values.mean() + k * values.std(ddof=1), values.max()))
 
 
+def alarms(signals: pd.DataFrame, calibration_days: list, k: float = 3.0) -> pd.DataFrame:
+    """True where a detector (a column of ``signals``) is above its threshold."""
+    levels = {name: threshold(signals.loc[calibration_days, name], k) for name in signals}
+    return signals.gt(pd.Series(levels)) & signals.notna()
+
+
 def score_detectors(signals: pd.DataFrame, calibration_days: list, normal_days: list,
                     change_day, k: float = 3.0) -> pd.DataFrame:
     """One row per detector (a column of ``signals``, indexed by day): its threshold, the
-    false alarms on ``normal_days`` (they should not overlap ``calibration_days``), the
-    first alarm on or after ``change_day`` and the delay in days (NaN: never fired)."""
+    false alarms on ``normal_days`` (a calibration day among them is judged by the threshold
+    of the other calibration days), the first alarm on or after ``change_day``, the delay
+    in days (NaN: never fired) and every day it fired from ``change_day`` on."""
     missing = [d for d in [*calibration_days, *normal_days, change_day] if d not in signals.index]
     if missing:
         raise ConfigError(f"days {missing[:5]} are not in the signals' index")
     rows = {}
     for name in signals.columns:
         level = threshold(signals.loc[calibration_days, name], k)
-        alarms = signals[name] > level
-        after = [d for d in signals.index[signals.index >= change_day] if alarms[d]]
-        rows[name] = {"threshold": level,
-                      "false_alarms": int(alarms[normal_days].sum()),
+        fired = signals[name] > level
+        after = [d for d in signals.index[signals.index >= change_day] if fired[d]]
+        false = 0
+        for day in normal_days:
+            if day in calibration_days:
+                others = [d for d in calibration_days if d != day]
+                false += bool(signals.loc[day, name] > threshold(signals.loc[others, name], k))
+            else:
+                false += bool(fired[day])
+        rows[name] = {"threshold": level, "false_alarms": false,
                       "normal_days": len(normal_days),
                       "first_alarm": after[0] if after else np.nan,
-                      "delay_days": (after[0] - change_day) if after else np.nan}
+                      "delay_days": (after[0] - change_day) if after else np.nan,
+                      "alarm_days": ", ".join(str(d) for d in after)}
     return pd.DataFrame(rows).T
 
 
-__all__ = ["score_detectors", "threshold"]
+__all__ = ["alarms", "score_detectors", "threshold"]

@@ -14,7 +14,10 @@ import secrets
 import threading
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
+import urllib.request
+
 from prometheus_client import CollectorRegistry, Counter, Histogram, make_wsgi_app
+from prometheus_client.parser import text_string_to_metric_families
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 
@@ -90,4 +93,18 @@ class ServiceMetrics:
         self.stop()
 
 
-__all__ = ["LATENCY_BUCKETS", "ServiceMetrics"]
+def scrape(url: str, key: str, timeout: float = 10.0) -> dict[str, float]:
+    """What a Prometheus server would read from ``url``: ``{"name{labels}": value}`` for every
+    sample, parsed with ``prometheus_client``'s own parser."""
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        text = response.read().decode()
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+            out[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+    return out
+
+
+__all__ = ["LATENCY_BUCKETS", "ServiceMetrics", "scrape"]

@@ -18,12 +18,23 @@ import pandas as pd
 from ftkit.core.config import ConfigError
 
 NEW_INTENT = "gift_cards"
+# (question, the shop's answer) for the intent the assistant never saw
 _NEW_INTENT_TEMPLATES = (
-    "Can I pay for order #{n} with a gift card and the rest by card?",
-    "My gift card code {code} says it is invalid, I bought it {d} days ago.",
-    "How do I check the balance left on gift card {code}?",
-    "Do gift cards bought in {city} work on the online shop?",
-    "I received a gift card worth {amount} euros, does it expire?",
+    ("Can I pay for order #{n} with a gift card and the rest by card?",
+     "Yes: enter the gift card code first on the payment step, and whatever it does not cover "
+     "is charged to your bank card."),
+    ("My gift card code {code} says it is invalid, I bought it {d} days ago.",
+     "Gift card codes become active 24 hours after purchase; if it is still refused, send us "
+     "the receipt and we will issue a new code."),
+    ("How do I check the balance left on gift card {code}?",
+     "The remaining balance appears under Account, then Gift cards, once you enter the code, "
+     "and it is printed on every receipt."),
+    ("Do gift cards bought in {city} work on the online shop?",
+     "Gift cards from our stores work online too: enter the code on the payment step, the "
+     "balance is shared between shop and website."),
+    ("I received a gift card worth {amount} euros, does it expire?",
+     "Gift cards stay valid for three years from the purchase date, and the balance can be "
+     "spent over several orders."),
 )
 _ABUSE_TEMPLATES = (
     "You are useless, answer me now or I will ruin your shop's reputation.",
@@ -105,13 +116,18 @@ def _fill(template: str, rng: np.random.Generator) -> str:
 
 
 def simulate(questions: list[str], intents: list[str], plan: TrafficPlan = TrafficPlan(),
-             seed: int = 0) -> pd.DataFrame:
-    """Prompts for ``plan.days`` days drawn from ``questions`` (each with its intent); one row
-    per prompt with ``day``, ``prompt``, ``intent`` and ``kind``."""
+             seed: int = 0, answers: list[str] | None = None) -> pd.DataFrame:
+    """Prompts for ``plan.days`` days drawn from ``questions`` (each with its intent and,
+    optionally, the shop's answer); one row per prompt with ``day``, ``prompt``, ``intent``,
+    ``kind`` and ``answer`` (what the shop's agents answered: the labels that arrive late;
+    empty for abuse and personal-data prompts)."""
     plan.check()
     if not questions or len(questions) != len(intents):
         raise ConfigError(f"simulate needs questions with one intent each; got {len(questions)} "
                           f"questions and {len(intents)} intents")
+    if answers is not None and len(answers) != len(questions):
+        raise ConfigError(f"simulate got {len(answers)} answers for {len(questions)} questions")
+    answers = answers if answers is not None else [""] * len(questions)
     rng = np.random.default_rng(seed)
     rows = []
     for day in range(1, plan.days + 1):
@@ -119,17 +135,17 @@ def simulate(questions: list[str], intents: list[str], plan: TrafficPlan = Traff
             if day == plan.burst_day and rng.random() < plan.burst_share:
                 kind = "abuse" if rng.random() < 0.5 else "pii"
                 templates = _ABUSE_TEMPLATES if kind == "abuse" else _PII_TEMPLATES
-                rows.append((day, _fill(rng.choice(templates), rng), "other", kind))
+                rows.append((day, _fill(rng.choice(templates), rng), "other", kind, ""))
             elif day >= plan.new_intent_day and rng.random() < plan.new_intent_share:
-                rows.append((day, _fill(rng.choice(_NEW_INTENT_TEMPLATES), rng), NEW_INTENT,
-                             "new_intent"))
+                question, answer = _NEW_INTENT_TEMPLATES[int(rng.integers(len(_NEW_INTENT_TEMPLATES)))]
+                rows.append((day, _fill(question, rng), NEW_INTENT, "new_intent", answer))
             else:
                 i = int(rng.integers(len(questions)))
                 if rng.random() < plan.shifted_share(day):
-                    rows.append((day, terse(questions[i], rng), intents[i], "shifted"))
+                    rows.append((day, terse(questions[i], rng), intents[i], "shifted", answers[i]))
                 else:
-                    rows.append((day, questions[i], intents[i], "normal"))
-    return pd.DataFrame(rows, columns=["day", "prompt", "intent", "kind"])
+                    rows.append((day, questions[i], intents[i], "normal", answers[i]))
+    return pd.DataFrame(rows, columns=["day", "prompt", "intent", "kind", "answer"])
 
 
 __all__ = ["NEW_INTENT", "TrafficPlan", "simulate", "terse"]

@@ -35,6 +35,7 @@ from ftkit.core.schema import (
 from ftkit.data.params import PreferenceConfig, PrepConfig
 from ftkit.evaluate.probes import ProbeSettings
 from ftkit.deploy.params import DeployConfig
+from ftkit.monitor.params import MonitorConfig
 from ftkit.train.params import (BalanceConfig, ExperimentConfig, MergeConfig, SearchConfig,
                                 SweepConfig, TrainingSetupConfig)
 from ftkit.vqa.params import VQAConfig
@@ -179,6 +180,16 @@ SCHEMAS: dict[str, type] = {s.NOTEBOOK: s for s in [
             "load_tokens": 16, "latency_requests": 50, "concurrency_levels": [1, 2, 4, 8],
             "requests_per_level": 16, "continuous_batching": True, "request_timeout": 120.0,
             "max_seconds": 240.0})),
+    _schema(
+        "15_monitoring", "MonitoringParams",
+        monitor=(MonitorConfig, {
+            "days": 30, "per_day": 40, "reference_days": 3, "shift_start": 12,
+            "new_intent_day": 20, "new_intent_share": 0.3, "burst_day": 25, "burst_share": 0.4,
+            "window": 3, "n_permutations": 200, "alert_k": 3.0, "detector": "drift_recent",
+            "replies_per_day": 4, "max_tokens": 48, "use_server": True, "concurrency": 4,
+            "request_timeout": 120.0, "label_delay": 2, "retrain_days": 3, "replay_rows": 40, "retrain_steps": 80,
+            "retrain_lr": 1e-3, "retrain_batch": 4, "eval_new": 15, "eval_old": 30,
+            "fact_threshold": 0.5, "min_gain": 0.5, "max_drop": 0.02})),
     _schema(
         "16_whisper_asr", "WhisperASRParams",
         model=(ModelConfig, {"model_name": "whisper-tiny.en", "max_new_tokens": 48}),

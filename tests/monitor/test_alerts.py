@@ -29,3 +29,13 @@ def test_score_detectors_reads_false_alarms_and_delay():
     assert table.loc["noisy", "false_alarms"] == 1 and table.loc["noisy", "delay_days"] == 0
     with pytest.raises(ConfigError, match=r"days \[99\] are not in"):
         alerts.score_detectors(signals, [1, 2], [3], 99)
+
+
+def test_a_calibration_day_is_judged_by_the_other_calibration_days():
+    days = list(range(1, 11))
+    spike = pd.DataFrame({"s": [1.0, 1.1, 0.9, 1.0, 5.0, 1.0, 1.05, 0.95, 9.0, 9.0]}, index=days)
+    table = alerts.score_detectors(spike, [1, 2, 3, 4, 5, 6, 7, 8], [1, 2, 3, 4, 5, 6, 7, 8], 9)
+    assert table.loc["s", "false_alarms"] == 1, "day 5 stands out from the other seven"
+    assert table.loc["s", "delay_days"] == 0 and table.loc["s", "alarm_days"] == "9, 10"
+    fired = alerts.alarms(spike, [1, 2, 3, 4, 6, 7, 8])
+    assert fired.s.tolist() == [False] * 4 + [True] + [False] * 3 + [True, True]

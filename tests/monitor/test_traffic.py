@@ -25,6 +25,7 @@ def test_each_change_starts_on_its_day():
     assert shifted[:4].sum() == 0 and shifted[15:].min() == 1.0 and shifted[8] < shifted[14]
     new_share = (month[month.day >= 10].kind == "new_intent").mean()
     assert abs(new_share - plan.new_intent_share) < 0.06
+    assert (month[month.kind != "new_intent"].answer == "").all(), "no answers given: none made up"
     assert month.equals(traffic.simulate(QUESTIONS, INTENTS, plan, seed=1))
     assert not month.equals(traffic.simulate(QUESTIONS, INTENTS, plan, seed=2))
 
@@ -49,3 +50,17 @@ def test_bad_plans_are_refused(plan, match):
 def test_questions_need_one_intent_each():
     with pytest.raises(ConfigError, match="2 questions and 1 intents"):
         traffic.simulate(QUESTIONS[:2], INTENTS[:1])
+
+
+def test_answers_follow_their_questions_and_gift_cards_get_the_shops_answer():
+    answers = ["Parcels take 3 days.", "Double charges drop off.", "Use the reset link."]
+    plan = traffic.TrafficPlan(days=12, per_day=30, shift_start=12, shift_full=12, new_intent_day=6,
+                               burst_day=9)
+    month = traffic.simulate(QUESTIONS, INTENTS, plan, seed=0, answers=answers)
+    normal = month[month.kind == "normal"]
+    assert all(answers[QUESTIONS.index(q)] == a for q, a in zip(normal.prompt, normal.answer))
+    gift = month[month.kind == "new_intent"]
+    assert gift.answer.str.contains("gift card", case=False).all()
+    assert (month[month.kind.isin(["abuse", "pii"])].answer == "").all()
+    with pytest.raises(ConfigError, match="2 answers for 3 questions"):
+        traffic.simulate(QUESTIONS, INTENTS, plan, answers=answers[:2])
