@@ -22,12 +22,14 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ftkit import models
 from ftkit.core import env
 from ftkit.core.config import ConfigError, TrainConfig
 from ftkit.data.formatting import pairs_dataset
+from ftkit.evaluate.judge import fact_recall
 from ftkit.models.generation import chat_batch
 from ftkit.monitor.responses import IntentModel, answer_correct, topic_correct
 from ftkit.monitor.signals import column
@@ -102,8 +104,9 @@ def compare_versions(versions: dict, slices: dict[str, pd.DataFrame], judge: Int
                      progress=None) -> pd.DataFrame:
     """One row per (version, slice) — versions as ``{name: (model, tokenizer)}``, slices as
     ``{name: table with prompt, intent and answer}`` — with ``answer_accuracy`` (replies that
-    give the shop's answer, :func:`~ftkit.monitor.responses.answer_correct`),
-    ``topic_accuracy`` (replies on the prompt's intent) and ``n``; the replies are in
+    give the shop's answer, :func:`~ftkit.monitor.responses.answer_correct`), ``answer_recall``
+    (the mean share of the answer's content words given), ``topic_accuracy`` (replies the
+    judge reads as on the prompt's intent) and ``n``; the replies are in
     ``.attrs["replies"]``."""
     rows, replies = [], {}
     for name, (model, tokenizer) in versions.items():
@@ -113,6 +116,8 @@ def compare_versions(versions: dict, slices: dict[str, pd.DataFrame], judge: Int
             rows.append({"version": name, "slice": part, "n": len(frame),
                          "answer_accuracy": float(answer_correct(said, frame.answer.tolist(),
                                                                  threshold).mean()),
+                         "answer_recall": float(np.nanmean([fact_recall(r, a) for r, a in
+                                                            zip(said, frame.answer)])),
                          "topic_accuracy": float(topic_correct(judge, said,
                                                                frame.intent.tolist()).mean())})
             replies[(name, part)] = said
@@ -122,20 +127,22 @@ def compare_versions(versions: dict, slices: dict[str, pd.DataFrame], judge: Int
 
 
 def decide(scores: pd.DataFrame, old: str, new: str, new_slice: str, old_slice: str,
-           min_gain: float = 0.2, max_drop: float = 0.02,
-           metrics: tuple[str, str] = ("answer_accuracy", "topic_accuracy")) -> tuple[bool, str]:
-    """Promote ``new`` over ``old`` when it gains at least ``min_gain`` of ``metrics[0]`` on
-    ``new_slice`` and loses at most ``max_drop`` of ``metrics[1]`` on ``old_slice`` (a
+           min_gain: float = 0.2, max_drop: float = 0.02, won: str = "answer_accuracy",
+           kept: tuple[str, ...] = ("answer_accuracy", "answer_recall")) -> tuple[bool, str]:
+    """Promote ``new`` over ``old`` when it gains at least ``min_gain`` of ``won`` on
+    ``new_slice`` and loses at most ``max_drop`` of each of ``kept`` on ``old_slice`` (a
     :func:`compare_versions` table); with the reason."""
-    won, kept = metrics
     gain = scores.loc[(new, new_slice), won] - scores.loc[(old, new_slice), won]
-    drop = scores.loc[(old, old_slice), kept] - scores.loc[(new, old_slice), kept]
+    drops = {m: scores.loc[(old, old_slice), m] - scores.loc[(new, old_slice), m] for m in kept}
     if gain < min_gain:
-        return False, f"keep {old}: {new} gains {gain:+.2f} on {new_slice} (needs ≥ {min_gain:+.2f})"
-    if drop > max_drop:
-        return False, (f"keep {old}: {new} loses {drop:.2f} on {old_slice} "
+        return False, (f"keep {old}: {new} gains {gain:+.2f} {won} on {new_slice} (needs "
+                       f"≥ {min_gain:+.2f})")
+    worst = max(drops, key=drops.get)
+    if drops[worst] > max_drop:
+        return False, (f"keep {old}: {new} loses {drops[worst]:.2f} {worst} on {old_slice} "
                        f"(at most {max_drop:.2f} allowed)")
-    return True, (f"promote {new}: {gain:+.2f} on {new_slice}, {-drop:+.2f} on {old_slice}")
+    return True, (f"promote {new}: {gain:+.2f} {won} on {new_slice}; on {old_slice} "
+                  + ", ".join(f"{m} {-d:+.2f}" for m, d in drops.items()))
 
 
 @dataclass

@@ -19,19 +19,22 @@ def test_labelled_window_keeps_answered_rows_of_its_days():
 
 
 def scores(v1_new, v2_new, v1_old, v2_old):
-    rows = [("v1", "new", v1_new, 0.5), ("v2", "new", v2_new, 0.9),
-            ("v1", "old", v1_old, v1_old), ("v2", "old", v2_old, v2_old)]
-    return pd.DataFrame(rows, columns=["version", "slice", "answer_accuracy", "topic_accuracy"]
-                        ).set_index(["version", "slice"])
+    rows = [("v1", "new", v1_new, 0.1, 0.5), ("v2", "new", v2_new, 0.9, 0.9),
+            ("v1", "old", v1_old, 0.3, v1_old), ("v2", "old", v2_old, 0.3, v2_old)]
+    columns = ["version", "slice", "answer_accuracy", "answer_recall", "topic_accuracy"]
+    return pd.DataFrame(rows, columns=columns).set_index(["version", "slice"])
 
 
 def test_decide_promotes_only_a_winner_that_does_not_forget():
     ok, why = retrain.decide(scores(0.0, 0.9, 0.6, 0.6), "v1", "v2", "new", "old", 0.5, 0.02)
     assert ok and why.startswith("promote v2")
     ok, why = retrain.decide(scores(0.0, 0.3, 0.6, 0.6), "v1", "v2", "new", "old", 0.5, 0.02)
-    assert not ok and "gains +0.30" in why
+    assert not ok and "gains +0.30 answer_accuracy" in why
     ok, why = retrain.decide(scores(0.0, 0.9, 0.6, 0.5), "v1", "v2", "new", "old", 0.5, 0.02)
-    assert not ok and "loses 0.10 on old" in why
+    assert not ok and "loses 0.10 answer_accuracy on old" in why
+    ok, why = retrain.decide(scores(0.0, 0.9, 0.6, 0.5), "v1", "v2", "new", "old", 0.5, 0.02,
+                             kept=("answer_recall",))
+    assert ok, "only the metrics asked for are kept"
 
 
 def test_versions_promote_rollback_and_survive_a_reload(tmp_path):
