@@ -15,6 +15,7 @@ from pathlib import Path
 
 import datasets
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import transformers
@@ -34,6 +35,7 @@ from ftkit.core.config import (
 )
 from ftkit.core.schema import resolve
 from ftkit.data import balance, formatting, instruct, load, validate
+from ftkit.monitor import drift, signals
 from ftkit.train import (adapters, classifier, finetune, lora_classifier, merging, search, sft,
                          tuning)
 from ftkit.train import params as train_params
@@ -191,6 +193,19 @@ CASES = [
                                       "03_model_initialisation"),
          r"parameter\(s\) \['quantization'\] of 03_model_initialisation were overwritten by "
          r"non-literal values \(module\)"),
+    # ---- Monitoring (notebook 15) --------------------------------------------------------
+    case("monitor-too-few-stable-days",
+         lambda c: resolve(schema_for("15_monitoring"), {"reference_days": 3, "shift_start": 5}),
+         r"MonitorConfig\.shift_start = 5: must leave at least two stable days"),
+    case("monitor-window-past-the-month",
+         lambda c: resolve(schema_for("15_monitoring"), {"new_intent_day": 28, "retrain_days": 3}),
+         r"MonitorConfig\.retrain_days = 3: the training window must end before the last day"),
+    case("monitor-prompts-in-another-column",
+         lambda c: signals.daily_signals(pd.DataFrame({"day": [1], "text": ["hi"]}), np.ones, [1]),
+         r"no prompt column 'prompt'; its columns are \['day', 'text'\]"),
+    case("monitor-reference-too-small",
+         lambda c: drift.mmd_test(np.ones((3, 2)), np.ones((9, 2))),
+         r"the reference window has 3 rows; the test needs at least 5"),
     # ---- Compression and export (notebook 12) --------------------------------------------
     case("compress-sparsity-one",
          lambda c: resolve(schema_for("12_pruning_and_quantisation"), {"sparsities": [0.3, 1.0]}),

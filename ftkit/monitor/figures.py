@@ -22,6 +22,23 @@ def traffic_figure(month: pd.DataFrame, title: str = "The simulated month"):
     return fig
 
 
+def service_figure(daily: pd.DataFrame, title: str = "The service, day by day (§9.2.1)"):
+    """Latency (p50, p95), output tokens per second and error rate per day, from
+    :func:`ftkit.monitor.responses.response_signals`."""
+    fig, axes = plt.subplots(1, 3, figsize=(12, 2.8))
+    axes[0].plot(daily.index, daily.latency_p50_s, marker=".", label="p50")
+    axes[0].plot(daily.index, daily.latency_p95_s, marker=".", ls="--", label="p95")
+    axes[0].set(title="Latency", xlabel="day", ylabel="seconds")
+    axes[0].legend(fontsize=8)
+    axes[1].plot(daily.index, daily.tokens_per_s, marker=".", color="#2a7")
+    axes[1].set(title="Throughput", xlabel="day", ylabel="output tokens / s")
+    axes[2].bar(daily.index, daily.error_rate, color="#c33")
+    axes[2].set(title="Error rate", xlabel="day", ylim=(0, max(0.05, daily.error_rate.max() * 1.2)))
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
 def dashboard_figure(signals: pd.DataFrame, thresholds: pd.Series, fired: pd.DataFrame,
                      changes: dict[str, int], title: str = "Monitoring dashboard"):
     """One panel per signal (a column of ``signals``): the daily value, its threshold (dashed),
@@ -46,4 +63,4 @@ def dashboard_figure(signals: pd.DataFrame, thresholds: pd.Series, fired: pd.Dat
     return fig
 
 
-__all__ = ["KIND_COLOURS", "dashboard_figure", "traffic_figure"]
+__all__ = ["KIND_COLOURS", "dashboard_figure", "service_figure", "traffic_figure"]

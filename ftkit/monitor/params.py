@@ -40,11 +40,14 @@ class MonitorConfig(Section):
                                "new topic starts sets off the retrain.")
     replies_per_day: int = param(3, "Prompts per day replayed against the model for the "
                                  "service and response signals.", min=1, max=100_000)
-    replay_tokens: int = param(32, "Tokens generated per replayed request.", min=1, max=4096)
+    replay_tokens: int = param(24, "Tokens generated per replayed request.", min=1, max=4096)
     max_tokens: int = param(48, "Tokens generated per reply when old and new versions are "
                             "compared.", min=1, max=4096)
     use_server: bool = param(True, "Replay against the assistant served as in notebook 14 "
                              "(else against the model in this process).")
+    continuous_batching: bool = param(False, "Serve with continuous batching (its first "
+                                      "request pays a one-time set-up of tens of seconds; with "
+                                      "a few requests in flight on a CPU it buys little).")
     concurrency: int = param(4, "Requests in flight during the replay.", min=1, max=256)
     request_timeout: float = param(120.0, "Seconds before a request counts as failed.",
                                    min=1.0, max=3600.0)
@@ -53,7 +56,7 @@ class MonitorConfig(Section):
                              max=365)
     retrain_days: int = param(3, "Days of labelled traffic, from the alert on, the new "
                               "adapter version is trained on.", min=1, max=365)
-    new_topic_repeats: int = param(2, "Times each new-topic pair is repeated in the retraining "
+    new_topic_repeats: int = param(3, "Times each new-topic pair is repeated in the retraining "
                                    "data (it is rare next to everything else).", min=1,
                                    max=100)
     replay_rows: int = param(40, "Original training records mixed in, against forgetting.",

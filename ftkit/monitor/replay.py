@@ -55,15 +55,18 @@ def sample_days(frame: pd.DataFrame, per_day: int, seed: int = 0,
 def replay(frame: pd.DataFrame, answer: Answer, per_day: int, seed: int = 0,
            metrics: ServiceMetrics | None = None, prompt_column: str = "prompt",
            day_column: str = "day", progress=None) -> pd.DataFrame:
-    """The sampled rows of ``frame`` with ``reply``, ``seconds``, ``tokens`` and ``error``
-    added, answered one day at a time; ``metrics`` (if given) observes every request."""
+    """The sampled rows of ``frame`` with ``reply``, ``seconds``, ``tokens``, ``error`` and
+    ``day_wall_s`` (the seconds the whole day's requests took) added, answered one day at a
+    time; ``metrics`` (if given) observes every request."""
     column(frame, prompt_column, "prompt")
     sample = sample_days(frame, per_day, seed, day_column)
     days = sorted(sample[day_column].unique())
     out = []
     for day in (progress(days, desc="replay") if progress else days):
         today = sample[sample[day_column] == day]
+        t0 = time.perf_counter()
         rows = answer(today[prompt_column].astype(str).tolist())
+        wall = time.perf_counter() - t0
         if len(rows) != len(today):
             raise ConfigError(f"the answer function returned {len(rows)} rows for "
                               f"{len(today)} prompts on day {day}")
@@ -71,8 +74,9 @@ def replay(frame: pd.DataFrame, answer: Answer, per_day: int, seed: int = 0,
         if metrics is not None:
             for r in answered.itertuples():
                 metrics.observe(r.seconds, r.tokens, ok=not r.error)
-        out.append(today.join(answered))
-    return pd.concat(out) if out else sample.assign(reply="", seconds=0.0, tokens=0, error="")
+        out.append(today.join(answered).assign(day_wall_s=wall))
+    return pd.concat(out) if out else sample.assign(reply="", seconds=0.0, tokens=0, error="",
+                                                    day_wall_s=0.0)
 
 
 __all__ = ["Answer", "in_process", "replay", "sample_days"]

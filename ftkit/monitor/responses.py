@@ -99,8 +99,9 @@ def response_signals(replies: pd.DataFrame, router: IntentModel, labels_until=No
                      day_column: str = "day") -> pd.DataFrame:
     """One row per day of a replayed table (columns ``prompt``, ``reply``, ``seconds``,
     ``error``, and ``answer`` for the answer signal): the columns of :data:`RESPONSE_SIGNALS`
-    ``latency_p50_s`` and ``replies``. ``answer_miss`` is NaN after ``labels_until`` (labels not in yet) and on
-    days without answers."""
+    ``latency_p50_s``, ``tokens_per_s`` (with a ``day_wall_s`` column, as
+    :func:`~ftkit.monitor.replay.replay` gives) and ``replies``. ``answer_miss`` is NaN after
+    ``labels_until`` (labels not in yet) and on days without answers."""
     for name, role in ((day_column, "day"), ("prompt", "prompt"), ("reply", "reply"),
                        ("seconds", "seconds"), ("error", "error")):
         column(replies, name, role)
@@ -112,6 +113,9 @@ def response_signals(replies: pd.DataFrame, router: IntentModel, labels_until=No
         texts = ok.reply.fillna("").astype(str).tolist()
         row = {"replies": len(group), "error_rate": 1.0 - len(ok) / len(group),
                "latency_p50_s": float(np.percentile(ok.seconds, 50)) if len(ok) else np.nan,
+               "tokens_per_s": (float(ok.tokens.sum() / group.day_wall_s.iloc[0])
+                                if "day_wall_s" in group and group.day_wall_s.iloc[0] > 0
+                                else np.nan),
                "latency_p95_s": float(np.percentile(ok.seconds, 95)) if len(ok) else np.nan,
                "refusal_rate": float(np.mean([is_refusal(t) for t in texts])) if texts else np.nan,
                "reply_words": float(np.mean([len(t.split()) for t in texts])) if texts else np.nan,

@@ -39,6 +39,7 @@ def test_counters_move_on_the_endpoint_while_traffic_is_replayed():
             watcher.join()
         final = metrics.scrape(url, service.key)
     assert len(replies) == 24 and (replies.reply == "re: " + replies.prompt).all()
+    assert replies.day_wall_s.between(0.05, 5).all()
     assert final['ftkit_requests_total{outcome="ok",service="assistant"}'] == 24
     assert final['ftkit_output_tokens_total{service="assistant"}'] == 72
     moving = sorted(set(seen))
