@@ -38,7 +38,7 @@ class MonitorConfig(Section):
                            "deviations (and never below their maximum).", min=0.0, max=20.0)
     detector: Detector = param("drift_recent", "The prompt signal whose first alert after the "
                                "new topic starts sets off the retrain.")
-    replies_per_day: int = param(3, "Prompts per day replayed against the model for the "
+    replies_per_day: int = param(2, "Prompts per day replayed against the model for the "
                                  "service and response signals.", min=1, max=100_000)
     replay_tokens: int = param(24, "Tokens generated per replayed request.", min=1, max=4096)
     max_tokens: int = param(48, "Tokens generated per reply when old and new versions are "
@@ -56,12 +56,12 @@ class MonitorConfig(Section):
                              max=365)
     retrain_days: int = param(3, "Days of labelled traffic, from the alert on, the new "
                               "adapter version is trained on.", min=1, max=365)
-    new_topic_repeats: int = param(3, "Times each new-topic pair is repeated in the retraining "
+    new_topic_repeats: int = param(2, "Times each new-topic pair is repeated in the retraining "
                                    "data (it is rare next to everything else).", min=1,
                                    max=100)
     replay_rows: int = param(40, "Original training records mixed in, against forgetting.",
                              min=0, max=100_000)
-    retrain_steps: int = param(80, "Optimiser steps of the retrain.", min=1, max=100_000)
+    retrain_steps: int = param(120, "Optimiser steps of the retrain.", min=1, max=100_000)
     retrain_lr: float = param(2e-3, "Learning rate of the retrain.", min=0.0,
                               min_exclusive=True, max=1.0, log=True)
     retrain_batch: int = param(4, "Batch size of the retrain.", min=1, max=1024)
