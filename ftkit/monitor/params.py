@@ -40,7 +40,7 @@ class MonitorConfig(Section):
                                "new topic starts sets off the retrain.")
     replies_per_day: int = param(2, "Prompts per day replayed against the model for the "
                                  "service and response signals.", min=1, max=100_000)
-    replay_tokens: int = param(24, "Tokens generated per replayed request.", min=1, max=4096)
+    replay_tokens: int = param(16, "Tokens generated per replayed request.", min=1, max=4096)
     max_tokens: int = param(48, "Tokens generated per reply when old and new versions are "
                             "compared.", min=1, max=4096)
     use_server: bool = param(True, "Replay against the assistant served as in notebook 14 "

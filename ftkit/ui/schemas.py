@@ -186,7 +186,7 @@ SCHEMAS: dict[str, type] = {s.NOTEBOOK: s for s in [
             "days": 30, "per_day": 40, "reference_days": 3, "shift_start": 12,
             "new_intent_day": 20, "new_intent_share": 0.3, "burst_day": 25, "burst_share": 0.4,
             "window": 3, "n_permutations": 200, "alert_k": 3.0, "detector": "drift_recent",
-            "replies_per_day": 2, "replay_tokens": 24, "max_tokens": 48, "use_server": True, "continuous_batching": False,
+            "replies_per_day": 2, "replay_tokens": 16, "max_tokens": 48, "use_server": True, "continuous_batching": False,
             "concurrency": 4,
             "request_timeout": 120.0, "label_delay": 2, "retrain_days": 3, "new_topic_repeats": 2, "replay_rows": 40,
             "retrain_steps": 120, "retrain_lr": 2e-3, "retrain_batch": 4, "eval_new": 15, "eval_old": 30,
