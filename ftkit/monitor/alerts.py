@@ -61,4 +61,12 @@ def score_detectors(signals: pd.DataFrame, calibration_days: list, normal_days: 
     return pd.DataFrame(rows).T
 
 
-__all__ = ["alarms", "score_detectors", "threshold"]
+def summary(scores: pd.DataFrame) -> dict:
+    """``{detector: {"false_alarms": int, "delay_days": int or None}}`` of a
+    :func:`score_detectors` table (None: it never fired after the change), ready to record."""
+    return {name: {"false_alarms": int(row.false_alarms),
+                   "delay_days": None if pd.isna(row.delay_days) else int(row.delay_days)}
+            for name, row in scores.iterrows()}
+
+
+__all__ = ["alarms", "score_detectors", "summary", "threshold"]

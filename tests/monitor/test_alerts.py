@@ -37,5 +37,8 @@ def test_a_calibration_day_is_judged_by_the_other_calibration_days():
     table = alerts.score_detectors(spike, [1, 2, 3, 4, 5, 6, 7, 8], [1, 2, 3, 4, 5, 6, 7, 8], 9)
     assert table.loc["s", "false_alarms"] == 1, "day 5 stands out from the other seven"
     assert table.loc["s", "delay_days"] == 0 and table.loc["s", "alarm_days"] == "9, 10"
+    assert alerts.summary(table) == {"s": {"false_alarms": 1, "delay_days": 0}}
+    quiet = alerts.score_detectors(spike.clip(upper=1.1), [1, 2, 3], [4], 9)
+    assert alerts.summary(quiet)["s"]["delay_days"] is None
     fired = alerts.alarms(spike, [1, 2, 3, 4, 6, 7, 8])
     assert fired.s.tolist() == [False] * 4 + [True] + [False] * 3 + [True, True]
