@@ -54,8 +54,9 @@ def retrain(model_name: str, adapter_dir: str | Path, questions: list[str], answ
     """Train the adapter in ``adapter_dir`` further on the pairs. The new adapter lands in a
     subfolder of ``folder`` named by a hash of everything that shapes it (all or nothing), so
     the same retrain asked twice is read back, not repeated. Returns ``{"adapter", "rows",
-    "eval_loss_before", "eval_loss_after", "train_seconds", "key"}``; the eval loss is on the
-    first 16 pairs."""
+    "fit_loss_before", "fit_loss_after", "train_seconds", "key"}``: the fit loss is the loss on
+    the first 16 training pairs (how well it learnt them, not a held-out score; the held-out
+    comparison is :func:`compare_versions`)."""
     from peft import PeftModel
 
     if not questions or len(questions) != len(answers):
@@ -76,11 +77,11 @@ def retrain(model_name: str, adapter_dir: str | Path, questions: list[str], answ
         trainer = sft.make_trainer(model, tokenizer, data, probe, train, str(tmp / "run"), seed,
                                    title=title)
         info = {"rows": len(questions), "key": key,
-                "eval_loss_before": trainer.evaluate()["eval_loss"]}
+                "fit_loss_before": trainer.evaluate()["eval_loss"]}
         t0 = time.perf_counter()
         trainer.train()
         info["train_seconds"] = round(time.perf_counter() - t0, 1)
-        info["eval_loss_after"] = trainer.evaluate()["eval_loss"]
+        info["fit_loss_after"] = trainer.evaluate()["eval_loss"]
         sft.unwrap(trainer).save_pretrained(str(tmp / "adapter"))
         shutil.rmtree(tmp / "run", ignore_errors=True)  # the trainer's scratch, not the result
         (tmp / "info.json").write_text(json.dumps(info, indent=1), encoding="utf-8")

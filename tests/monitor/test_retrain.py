@@ -66,7 +66,7 @@ def test_retrain_continues_an_adapter_and_reads_back_the_same_run(tmp_path):
     cfg = TrainConfig(lr=1e-3, max_steps=2, batch_size=2, warmup_ratio=0.0, eval_steps=2)
     made = retrain.retrain("tiny-llama", tmp_path / "v1", questions, answers, tmp_path / "out",
                            cfg, max_length=64)
-    assert made["rows"] == 8 and made["eval_loss_after"] < made["eval_loss_before"]
+    assert made["rows"] == 8 and made["fit_loss_after"] < made["fit_loss_before"]
     assert (tmp_path / "out" / made["key"] / "adapter" / "adapter_model.safetensors").exists()
     assert not (tmp_path / "out" / made["key"] / "run").exists()
     assert retrain.retrain("tiny-llama", tmp_path / "v1", questions, answers, tmp_path / "out",
