@@ -7,7 +7,7 @@ it (``tests/test_layers.py`` checks this)::
     core                      config schemas, results, profiles, hardware, versions
     models                    registry, offline packs, quantised loading, generation
     data                      stage 1: load, clean, PII, format, split, balance, synthesise
-    evaluate                  stage 5: metrics that need no training
+    evaluate                  stage 5: metrics, perplexity, curves, harness, calibration, safety
     train                     stages 3-4: the trainer factory, its speed layer, PEFT methods
     align | compress          preference methods, reward models, PPO | quantisation
     asr | vqa                 Whisper speech recognition | visual question answering
@@ -28,6 +28,7 @@ Where each notebook's code lives::
     08_dpo_alignment           align.dpo, data.preferences
     09_rlhf_reward_and_ppo     align.reward, align.ppo
     12_pruning_and_quantisation  compress.pruning, compress.quantization, compress.gguf_file
+    13_evaluation_and_safety   evaluate.harness, evaluate.curves, evaluate.safety (runs: train.curves)
     14_deployment              deploy.server, deploy.client
     15_monitoring              monitor.signals, monitor.responses, monitor.retrain
     16_whisper_asr             asr.whisper, asr.audio

@@ -5,12 +5,17 @@ classes are missed. Alongside it we report macro-F1 (every class counts the same
 of the minority classes, PR-AUC (average precision per class, macro-averaged: how well the
 scores rank each class's rows first, independent of a threshold) and Cohen's κ (agreement
 beyond what the class frequencies give by chance). Built on scikit-learn's metrics.
-Used in notebooks/02_data_balancing.ipynb.
+Used in notebooks/02_data_balancing.ipynb. :class:`EmbeddingClassifier` (logistic regression
+on sentence embeddings) is the intent router of notebook 15 and the guard of notebook 13.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import pandas as pd
+
+from ftkit.core.config import ConfigError
 
 METRICS = ("accuracy", "macro_f1", "minority_f1", "minority_recall", "pr_auc", "kappa")
 # Factors by which the minority classes' probabilities are scaled when the decision threshold
@@ -160,3 +165,37 @@ def confusion_figure(matrices: dict[str, np.ndarray], class_names: list[str]):
         ax.axis("off")
     fig.tight_layout()
     return fig
+
+
+class EmbeddingClassifier:
+    """Logistic regression on the embeddings of texts; ``embed`` maps texts to vectors."""
+
+    def __init__(self, embed: Callable[[list[str]], np.ndarray], c: float = 4.0, seed: int = 0):
+        self.embed, self.c, self.seed = embed, c, seed
+        self.model = None
+
+    def fit(self, texts: list[str], labels: list[str]) -> "EmbeddingClassifier":
+        if len(texts) != len(labels) or len(set(labels)) < 2:
+            raise ConfigError(f"a classifier needs one label per text and at least two "
+                              f"classes; got {len(texts)} texts, {len(set(labels))} classes")
+        from sklearn.linear_model import LogisticRegression
+
+        self.model = LogisticRegression(C=self.c, max_iter=2000, random_state=self.seed)
+        self.model.fit(np.asarray(self.embed(list(texts))), list(labels))
+        return self
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.model.classes_)
+
+    def proba(self, texts: list[str]) -> np.ndarray:
+        """``(N, classes)`` probabilities, columns in the order of :attr:`classes`."""
+        if self.model is None:
+            raise ConfigError("fit the classifier before asking it")
+        if not len(texts):
+            return np.empty((0, len(self.classes)))
+        return self.model.predict_proba(np.asarray(self.embed(list(texts))))
+
+    def predict(self, texts: list[str]) -> list[str]:
+        proba = self.proba(texts)
+        return [self.classes[i] for i in proba.argmax(1)]

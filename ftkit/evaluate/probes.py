@@ -5,7 +5,9 @@ fine-tuning forgets (notebooks 03, 05, 06).
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 from ftkit.core.config import Section, param
 
@@ -38,6 +40,21 @@ GENERAL_TEXTS = [
     "than one long session each week.",
     "The football match ended in a draw after both teams scored in the second half.",
 ]
+
+
+def general_texts(limit: int = 0, path: str | None = None) -> list[str]:
+    """General text to measure forgetting on: :data:`GENERAL_TEXTS`, then the questions of
+    the project's general-knowledge task (``data/eval_tasks/general_knowledge.jsonl``) each
+    followed by its right answer; the first ``limit`` of them (0: all)."""
+    source = Path(path) if path else \
+        Path(__file__).resolve().parents[2] / "data" / "eval_tasks" / "general_knowledge.jsonl"
+    texts = list(GENERAL_TEXTS)
+    if source.is_file():
+        for line in source.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                row = json.loads(line)
+                texts.append(f"{row['question']} {row['choices'][row['answer']]}.")
+    return texts[:limit] if limit else texts
 
 
 def answer_is_correct(answer: str, expected: tuple[str, ...]) -> bool:

@@ -7,71 +7,31 @@ and, on the days whose labels (the shop's answers) have arrived, ``answer_miss``
 the mean share of the answer's content words that the reply gives
 (``ftkit.evaluate.judge.fact_recall``).
 
-- :class:`IntentModel` — logistic regression over sentence embeddings, fitted on labelled
+- :class:`IntentModel` (``ftkit.evaluate.classification.EmbeddingClassifier``) — logistic
+  regression over sentence embeddings, fitted on labelled
   texts: the service's intent router (its confidence on prompts is a signal) and, fitted on
   the shop's answers, a judge of the reply's topic (:func:`topic_correct`).
 - :func:`answer_correct` — a reply gives the shop's answer: at least ``threshold`` of the
   answer's content words are in it. A reply on the right topic with an invented policy is on
   topic and wrong; the two judges together tell those apart.
-- :func:`is_refusal` — a reply that declines to help, from a list of refusal phrasings.
+- :func:`is_refusal` (``ftkit.evaluate.safety``) — a reply that declines to help, from a
+  list of refusal phrasings.
 """
 from __future__ import annotations
 
-import re
-from typing import Callable
-
 import numpy as np
 import pandas as pd
-from sklearn.linear_model import LogisticRegression
 
 from ftkit.core.config import ConfigError
+from ftkit.evaluate.classification import EmbeddingClassifier
 from ftkit.evaluate.judge import fact_recall
+from ftkit.evaluate.safety import is_refusal
 from ftkit.monitor.signals import column
-
-_REFUSAL = re.compile(
-    r"\b(i (cannot|can't|can not|am unable to|am not able to|won't) (help|assist|answer|provide|"
-    r"share|do that)|i'm (not able|unable) to|as an ai\b|i do not have access|i don't have "
-    r"access|sorry, but i)", re.I)
 
 RESPONSE_SIGNALS = ("error_rate", "latency_p95_s", "refusal_rate", "reply_words",
                     "intent_uncertainty", "answer_miss")
-
-
-def is_refusal(text: str) -> bool:
-    """Whether a reply declines to help ("I cannot help with that", "as an AI ...")."""
-    return bool(_REFUSAL.search(text or ""))
-
-
-class IntentModel:
-    """Logistic regression on the embeddings of texts; ``embed`` maps texts to vectors."""
-
-    def __init__(self, embed: Callable[[list[str]], np.ndarray], c: float = 4.0, seed: int = 0):
-        self.embed, self.c, self.seed = embed, c, seed
-        self.model: LogisticRegression | None = None
-
-    def fit(self, texts: list[str], labels: list[str]) -> "IntentModel":
-        if len(texts) != len(labels) or len(set(labels)) < 2:
-            raise ConfigError(f"an intent model needs one label per text and at least two "
-                              f"intents; got {len(texts)} texts, {len(set(labels))} intents")
-        self.model = LogisticRegression(C=self.c, max_iter=2000, random_state=self.seed)
-        self.model.fit(np.asarray(self.embed(list(texts))), list(labels))
-        return self
-
-    @property
-    def classes(self) -> list[str]:
-        return list(self.model.classes_)
-
-    def proba(self, texts: list[str]) -> np.ndarray:
-        """``(N, intents)`` probabilities, columns in the order of :attr:`classes`."""
-        if self.model is None:
-            raise ConfigError("fit the intent model before asking it")
-        if not len(texts):
-            return np.empty((0, len(self.classes)))
-        return self.model.predict_proba(np.asarray(self.embed(list(texts))))
-
-    def predict(self, texts: list[str]) -> list[str]:
-        proba = self.proba(texts)
-        return [self.classes[i] for i in proba.argmax(1)]
+# the service's intent router and topic judge: logistic regression on sentence embeddings
+IntentModel = EmbeddingClassifier
 
 
 def _texts(replies) -> list[str]:

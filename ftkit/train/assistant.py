@@ -169,13 +169,19 @@ def fitting(rows: datasets.Dataset, tokenizer, max_length: int, limit: int = 0,
     return order.select(keep[:limit] if limit else keep)
 
 
-def _train(recipe: Recipe, data: datasets.DatasetDict, seed: int, folder: Path) -> None:
+def _train(recipe: Recipe, data: datasets.DatasetDict, seed: int, folder: Path,
+           extra: tuple[list[str], list[str]] | None = None) -> None:
     env.seed_everything(seed)
     model, tokenizer = models.load(recipe.model_name)
     model = adapters.apply_method(model, AdapterConfig(peft_method="lora", lora_r=recipe.lora_r,
                                                        lora_alpha=2.0 * recipe.lora_r))
     model.config.use_cache = False
     train = fitting(data["train"], tokenizer, recipe.max_length, recipe.train_rows, seed)
+    if extra:  # more pairs mixed into the records (e.g. refusals), in a seeded order
+        more = datasets.Dataset.from_dict({"instruction": list(extra[0]),
+                                           "response": list(extra[1])})
+        train = datasets.concatenate_datasets(
+            [train.select_columns(["instruction", "response"]), more]).shuffle(seed=seed)
     test = fitting(data["test"], tokenizer, recipe.max_length, recipe.eval_rows, seed)
     train_ds = pairs_dataset(tokenizer, train["instruction"], train["response"],
                              recipe.max_length)
@@ -192,25 +198,34 @@ def _train(recipe: Recipe, data: datasets.DatasetDict, seed: int, folder: Path) 
     after = trainer.evaluate()["eval_loss"]
     sft.unwrap(trainer).save_pretrained(str(folder / "adapter"))
     info = {"recipe": dataclasses.asdict(recipe), "seed": seed, "train_rows": len(train_ds),
+            "extra_rows": len(extra[0]) if extra else 0,
             "eval_rows": len(eval_ds), "eval_loss_before": before, "eval_loss_after": after,
             "train_seconds": round(seconds, 1)}
     (folder / "info.json").write_text(json.dumps(info, indent=1), encoding="utf-8")
 
 
-def fine_tuned(profile: str = "workshop", seed: int = 42, data_dir: str = DATA_DIR) -> Assistant:
+def fine_tuned(profile: str = "workshop", seed: int = 42, data_dir: str = DATA_DIR,
+               extra: tuple[list[str], list[str]] | None = None) -> Assistant:
     """The assistant fine-tuned on :func:`records` with the profile's recipe (notebook 05).
 
     Trained once per key (a few minutes on the workshop profile, on 2 cores) and then loaded
-    from the cache: base model + the saved LoRA adapter (safetensors).
+    from the cache: base model + the saved LoRA adapter (safetensors). ``extra``: more
+    (prompt, response) pairs mixed into the training records (a variant, e.g. the
+    safety-tuned assistant of notebook 13, with refusals); its own cache key.
     """
     from peft import PeftModel
 
     recipe = recipe_for(profile)
     data = records(seed, data_dir)
-    key = cache_key("fine_tuned", recipe, seed, data_dir)
+    if extra is not None and (len(extra[0]) != len(extra[1]) or not extra[0]):
+        raise ConfigError(f"extra pairs: {len(extra[0])} prompts and {len(extra[1])} responses; "
+                          "need the same, non-zero number")
+    stage = "fine_tuned" if not extra else "fine_tuned+" + hashlib.sha256(
+        json.dumps([list(extra[0]), list(extra[1])]).encode()).hexdigest()[:16]
+    key = cache_key(stage, recipe, seed, data_dir)
     final = cache_root() / "assistant" / key
     if not final.is_dir():
-        publish(lambda tmp: _train(recipe, data, seed, tmp), final)
+        publish(lambda tmp: _train(recipe, data, seed, tmp, extra), final)
     base, tokenizer = models.load(recipe.model_name)
     model = PeftModel.from_pretrained(base, str(final / "adapter")).eval()
     info = {**json.loads((final / "info.json").read_text(encoding="utf-8")), "key": key,

@@ -33,6 +33,7 @@ from ftkit.core.schema import (
     resolve,
 )
 from ftkit.data.params import PreferenceConfig, PrepConfig
+from ftkit.evaluate.params import EvalConfig
 from ftkit.evaluate.probes import ProbeSettings
 from ftkit.deploy.params import DeployConfig
 from ftkit.monitor.params import MonitorConfig
@@ -173,6 +174,16 @@ SCHEMAS: dict[str, type] = {s.NOTEBOOK: s for s in [
             "recover_steps": 20, "recover_lr": 1e-3, "train_rows": 0,
             "quant_methods": ["fp32", "bf16", "int8", "int4"], "qlora_methods": ["fp32", "int8"],
             "qlora_steps": 6, "gguf_types": ["Q8_0", "Q4_0"]})),
+    _schema(
+        "13_evaluation_and_safety", "EvaluationParams",
+        evaluation=(EvalConfig, {
+            "ppl_rows": 48, "n_boot": 1000, "curve_steps": 24, "few_steps": 4, "small_rows": 8,
+            "curve_lr": 1e-3, "curve_batch": 4, "eval_every": 3, "curve_eval_rows": 16,
+            "patience": 2, "noise_examples": 32, "noise_batches": [1, 2, 4, 8, 16],
+            "tasks": ["shop_knowledge", "shop_intent", "general_knowledge", "shop_answer"],
+            "task_limit": 40, "harness_batch": 8, "chat_template": False, "ece_bins": 10,
+            "coverage": 0.5, "guard_max_fpr": 0.05, "refusal_prompts": 36,
+            "safety_examples": 60, "reply_tokens": 32})),
     _schema(
         "14_deployment", "DeploymentParams",
         deploy=(DeployConfig, {
