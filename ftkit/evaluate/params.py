@@ -20,7 +20,8 @@ class EvalConfig(Section):
                         max=100_000)
     curve_steps: int = param(24, "Steps of the 'good' and the 'too little data' runs.", min=3,
                              max=100_000)
-    few_steps: int = param(4, "Steps of the 'too few steps' run.", min=2, max=100_000)
+    few_steps: int = param(4, "Steps of the 'too few steps' run (a curve needs 3 points).",
+                           min=3, max=100_000)
     small_rows: int = param(8, "Training pairs of the 'too little data' run.", min=1,
                             max=100_000)
     curve_lr: float = param(1e-3, "Learning rate of the curve runs (the 'too little data' run "
