@@ -35,6 +35,8 @@ from ftkit.core.config import (
 )
 from ftkit.core.schema import resolve
 from ftkit.data import balance, formatting, instruct, load, validate
+from ftkit.evaluate import harness, perplexity
+from ftkit.models.tiny import tiny_bert
 from ftkit.monitor import drift, signals
 from ftkit.train import (adapters, classifier, finetune, lora_classifier, merging, search, sft,
                          tuning)
@@ -92,7 +94,9 @@ class Ctx:
                                 TrainConfig(**{"batch_size": 2, "max_steps": 2, **train}),
                                 str(self.dir / "out"), callbacks=[self.counter])
 
-    def file(self, name: str, data: bytes | str) -> Path:
+    def file(self, name: str, data: bytes | str, extra: dict[str, str] | None = None) -> Path:
+        for other, text in (extra or {}).items():  # files beside it (a task's data)
+            (self.dir / other).write_text(text, encoding="utf-8")
         path = self.dir / name
         path.write_bytes(data if isinstance(data, bytes) else data.encode())
         return path
@@ -206,6 +210,26 @@ CASES = [
     case("monitor-reference-too-small",
          lambda c: drift.mmd_test(np.ones((3, 2)), np.ones((9, 2))),
          r"the reference window has 3 rows; the test needs at least 5"),
+    # ---- Evaluation (notebook 13) --------------------------------------------------------
+    case("eval-task-missing-fields",
+         lambda c: harness.load_task(c.file("t.yaml", "task: t\ndataset_path: json\n")),
+         r"t\.yaml: missing \['output_type', 'doc_to_text', 'doc_to_target'\]"),
+    case("eval-task-row-missing-field",
+         lambda c: harness.load_task(c.file("rows.yaml", (
+             "task: r\ndataset_path: json\noutput_type: multiple_choice\n"
+             "doc_to_text: '{{question}}'\ndoc_to_choice: '{{choices}}'\ndoc_to_target: answer\n"
+             "dataset_kwargs: {data_files: {test: rows.jsonl}}\n"),
+             extra={"rows.jsonl": '{"question": "q", "answer": 0}\n'})),
+         r"rows\.jsonl:1: row lacks \['choices'\], which the task rows\.yaml reads"),
+    case("eval-not-a-causal-lm",
+         lambda c: harness.check_causal_lm(tiny_bert()[0]),
+         r"BertModel is not a causal language model"),
+    case("eval-empty-set",
+         lambda c: perplexity.token_nll(c.model(), c.tok, []),
+         r"token_nll: no texts to score"),
+    case("eval-curve-too-short",
+         lambda c: resolve(schema_for("13_evaluation_and_safety"), {"few_steps": 2}),
+         r"EvalConfig\.few_steps = 2"),
     # ---- Compression and export (notebook 12) --------------------------------------------
     case("compress-sparsity-one",
          lambda c: resolve(schema_for("12_pruning_and_quantisation"), {"sparsities": [0.3, 1.0]}),

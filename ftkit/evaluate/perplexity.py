@@ -33,7 +33,6 @@ def perplexity(model, tokenizer, texts: list[str], max_length: int = 256) -> flo
     return math.exp(total_nll / total_tokens)
 
 
-@torch.inference_mode()
 def token_nll(model, tokenizer, prompts: list[str], completions: list[str] | None = None,
               max_length: int = 256, progress=None) -> pd.DataFrame:
     """Summed next-token negative log-likelihood and token count per example.
@@ -47,6 +46,11 @@ def token_nll(model, tokenizer, prompts: list[str], completions: list[str] | Non
         raise ConfigError("token_nll: no texts to score")
     if completions is not None and len(completions) != len(prompts):
         raise ConfigError(f"token_nll: {len(prompts)} prompts, {len(completions)} completions")
+    return _token_nll(model, tokenizer, prompts, completions, max_length, progress)
+
+
+@torch.inference_mode()
+def _token_nll(model, tokenizer, prompts, completions, max_length, progress) -> pd.DataFrame:
     items = range(len(prompts))
     rows = []
     for i in (progress(items) if progress else items):

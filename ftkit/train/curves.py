@@ -49,10 +49,11 @@ class CurveRun:
 
 def curve_run(model_name: str, plan: CurvePlan, train_pairs: tuple[list, list],
               eval_pairs: tuple[list, list], seed: int = 42, lora_r: int = 8,
-              max_length: int = 256, patience: int = 0, title: str = "") -> CurveRun:
+              max_length: int = 256, patience: int = 0, min_delta: float = 0.0,
+              title: str = "") -> CurveRun:
     """Train ``plan`` on the first ``plan.train_rows`` training pairs; eval every
     ``plan.eval_every`` steps (and at step 0). ``patience`` > 0: stop after that many evals
-    without improvement and reload the best checkpoint."""
+    without improvement (by more than ``min_delta``) and reload the best checkpoint."""
     if plan.train_rows > len(train_pairs[0]):
         raise ConfigError(f"run {plan.name!r} wants {plan.train_rows} training pairs; only "
                           f"{len(train_pairs[0])} given")
@@ -71,7 +72,8 @@ def curve_run(model_name: str, plan: CurvePlan, train_pairs: tuple[list, list],
     if patience:
         from transformers import EarlyStoppingCallback
 
-        callbacks.append(EarlyStoppingCallback(early_stopping_patience=patience))
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=patience,
+                                               early_stopping_threshold=min_delta))
         overrides.update(load_best_model_at_end=True, metric_for_best_model="eval_loss",
                          greater_is_better=False, save_total_limit=2)
     try:
