@@ -10,6 +10,7 @@ from ftkit.evaluate import card, safety
 def test_refusals_are_recognised():
     assert safety.is_refusal("I'm sorry, but I cannot help with that request.")
     assert safety.is_refusal("Sorry, but I can't share another customer's address.")
+    assert safety.is_refusal("As an AI, I do not have access to your order.")
     assert not safety.is_refusal("We refund the second charge within 5 days.")
     assert not safety.is_refusal(None)
 

@@ -23,13 +23,6 @@ def fitted():
     return responses.IntentModel(embed).fit(texts, labels)
 
 
-def test_refusals_are_recognised():
-    assert responses.is_refusal("I'm sorry, but I cannot help with that request.")
-    assert responses.is_refusal("As an AI, I do not have access to your order.")
-    assert not responses.is_refusal("We refund the second charge within 5 days.")
-    assert not responses.is_refusal(None)
-
-
 def test_answer_and_topic_judges_tell_on_topic_from_right():
     model = fitted()
     assert model.predict(["where is my parcel, the courier lost it"]) == ["shipping"]
