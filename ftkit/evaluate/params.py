@@ -18,7 +18,7 @@ class EvalConfig(Section):
                           min=2, max=100_000)
     n_boot: int = param(1000, "Bootstrap resamples behind every interval.", min=50,
                         max=100_000)
-    curve_steps: int = param(24, "Steps of the 'good' and the 'too little data' runs.", min=3,
+    curve_steps: int = param(18, "Steps of the 'good' and the 'too little data' runs.", min=3,
                              max=100_000)
     few_steps: int = param(4, "Steps of the 'too few steps' run (a curve needs 3 points).",
                            min=3, max=100_000)
@@ -29,11 +29,11 @@ class EvalConfig(Section):
     curve_batch: int = param(4, "Batch size of the curve runs.", min=1, max=1024)
     eval_every: int = param(3, "Steps between evaluations in the curve runs.", min=1,
                             max=100_000)
-    curve_eval_rows: int = param(16, "Held-out pairs each curve evaluation scores.", min=1,
+    curve_eval_rows: int = param(12, "Held-out pairs each curve evaluation scores.", min=1,
                                  max=100_000)
     patience: int = param(2, "Evaluations without improvement before early stopping.", min=1,
                           max=1000)
-    noise_examples: int = param(32, "Examples whose per-example gradients are taken.", min=2,
+    noise_examples: int = param(24, "Examples whose per-example gradients are taken.", min=2,
                                 max=100_000)
     noise_batches: list[int] = param([1, 2, 4, 8, 16], "Batch sizes whose gradient noise is "
                                      "measured (each at most noise_examples).", min=1,
@@ -41,7 +41,7 @@ class EvalConfig(Section):
     tasks: list[Task] = param(["shop_knowledge", "shop_intent", "general_knowledge",
                                "shop_answer"], "Harness tasks (data/eval_tasks) run on base "
                               "and fine-tuned.")
-    task_limit: int = param(40, "Questions per task, the first ones of each file (0: all).",
+    task_limit: int = param(30, "Questions per task, the first ones of each file (0: all).",
                             min=0, max=100_000)
     harness_batch: int = param(8, "Batch size of the harness's model calls.", min=1, max=1024)
     chat_template: bool = param(False, "Wrap the harness's prompts in the chat template.")
@@ -55,6 +55,9 @@ class EvalConfig(Section):
                                  "ordinary) the models answer.", min=1, max=100_000)
     safety_examples: int = param(60, "Refusal and benign look-alike examples mixed into the "
                                  "safety-tuned variant's training.", min=2, max=100_000)
+    safety_repeats: int = param(3, "Times each safety example is repeated in that training "
+                                "mix (a few dozen rows are rare next to the support records).",
+                                min=1, max=100)
     reply_tokens: int = param(32, "Tokens generated per reply in the refusal check.", min=1,
                               max=4096)
 

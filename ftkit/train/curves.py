@@ -27,13 +27,15 @@ from ftkit.train import adapters, sft
 
 @dataclass(frozen=True)
 class CurvePlan:
-    """One run: how many training pairs, steps, learning rate, batch, eval interval."""
+    """One run: how many training pairs, steps, learning rate (and its schedule, with a
+    10 % warm-up unless constant), batch, eval interval."""
     name: str
     train_rows: int
     steps: int
     lr: float
     batch_size: int = 4
     eval_every: int = 2
+    schedule: str = "constant"
 
 
 @dataclass
@@ -66,7 +68,8 @@ def curve_run(model_name: str, plan: CurvePlan, train_pairs: tuple[list, list],
                              train_pairs[1][:plan.train_rows], max_length)
     eval_ds = pairs_dataset(tokenizer, *eval_pairs, max_length)
     cfg = TrainConfig(lr=plan.lr, max_steps=plan.steps, batch_size=plan.batch_size,
-                      warmup_ratio=0.0, eval_steps=plan.eval_every, lr_scheduler="constant")
+                      warmup_ratio=0.0 if plan.schedule == "constant" else 0.1,
+                      eval_steps=plan.eval_every, lr_scheduler=plan.schedule)
     folder = tempfile.mkdtemp(prefix=f"ftkit-curve-{plan.name}-")
     callbacks, overrides = [], {"logging_steps": 1}
     if patience:
@@ -99,14 +102,15 @@ def curve_run(model_name: str, plan: CurvePlan, train_pairs: tuple[list, list],
 
 def planted_plans(steps: int, few_steps: int, small_rows: int, train_rows: int, lr: float,
                   batch_size: int = 4, eval_every: int = 2) -> list[CurvePlan]:
-    """The three planted runs: ``too few steps`` (``few_steps`` on all rows), ``too little data``
-    (``steps`` on ``small_rows`` rows, many epochs at a higher rate) and ``good`` (``steps`` on
-    ``train_rows`` rows)."""
+    """The three planted runs: ``too few steps`` (``few_steps`` on all rows at ``lr``),
+    ``too little data`` (``steps`` on ``small_rows`` rows, many epochs, at twice the rate) and
+    ``good`` (``steps`` on ``train_rows`` rows at twice the rate, decayed on a cosine so that
+    it settles)."""
     if few_steps >= steps or small_rows >= train_rows:
         raise ConfigError("planted runs need few_steps < steps and small_rows < train_rows")
     return [CurvePlan("too few steps", train_rows, few_steps, lr, batch_size, 1),
             CurvePlan("too little data", small_rows, steps, 2 * lr, batch_size, eval_every),
-            CurvePlan("good", train_rows, steps, lr, batch_size, eval_every)]
+            CurvePlan("good", train_rows, steps, 2 * lr, batch_size, eval_every, "cosine")]
 
 
 def planted_runs(model_name: str, plans: list[CurvePlan], train_pairs, eval_pairs,

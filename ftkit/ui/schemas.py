@@ -177,13 +177,13 @@ SCHEMAS: dict[str, type] = {s.NOTEBOOK: s for s in [
     _schema(
         "13_evaluation_and_safety", "EvaluationParams",
         evaluation=(EvalConfig, {
-            "ppl_rows": 48, "n_boot": 1000, "curve_steps": 24, "few_steps": 4, "small_rows": 8,
-            "curve_lr": 1e-3, "curve_batch": 4, "eval_every": 3, "curve_eval_rows": 16,
-            "patience": 2, "noise_examples": 32, "noise_batches": [1, 2, 4, 8, 16],
+            "ppl_rows": 48, "n_boot": 1000, "curve_steps": 18, "few_steps": 4, "small_rows": 8,
+            "curve_lr": 1e-3, "curve_batch": 4, "eval_every": 3, "curve_eval_rows": 12,
+            "patience": 2, "noise_examples": 24, "noise_batches": [1, 2, 4, 8, 16],
             "tasks": ["shop_knowledge", "shop_intent", "general_knowledge", "shop_answer"],
-            "task_limit": 40, "harness_batch": 8, "chat_template": False, "ece_bins": 10,
+            "task_limit": 30, "harness_batch": 8, "chat_template": False, "ece_bins": 10,
             "coverage": 0.5, "guard_max_fpr": 0.05, "refusal_prompts": 36,
-            "safety_examples": 60, "reply_tokens": 32})),
+            "safety_examples": 60, "safety_repeats": 3, "reply_tokens": 32})),
     _schema(
         "14_deployment", "DeploymentParams",
         deploy=(DeployConfig, {
