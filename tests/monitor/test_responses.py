@@ -33,7 +33,7 @@ def test_answer_and_topic_judges_tell_on_topic_from_right():
     assert responses.topic_correct(model, replies, ["gift_cards"] * 3).tolist() == [1.0, 1.0, 0.0]
     with pytest.raises(ConfigError, match="a share in"):
         responses.answer_correct(replies, answers, threshold=0.0)
-    with pytest.raises(ConfigError, match="at least two intents"):
+    with pytest.raises(ConfigError, match="at least two classes"):
         responses.IntentModel(embed).fit(["a", "b"], ["x", "x"])
 
 
