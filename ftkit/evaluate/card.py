@@ -24,6 +24,30 @@ def _table(frame: pd.DataFrame, digits: int = 3) -> str:
     return "\n".join(lines)
 
 
+def _ci(value: float, low: float, high: float, digits: int = 3) -> str:
+    return f"{value:.{digits}f} ({low:.{digits}f}-{high:.{digits}f})"
+
+
+def scores_table(perplexity: pd.DataFrame, headline: pd.DataFrame, calibration: pd.DataFrame,
+                 refusals: pd.DataFrame) -> pd.DataFrame:
+    """Every score of notebook 13 as ``value (low-high)`` text, one row per measure, one
+    column per model: perplexity per set, the harness's headline per task (± 1.96 stderr),
+    the calibration error over all multiple-choice questions, refusal rates per group."""
+    rows: dict[str, dict[str, str]] = {}
+    for (name, model), r in perplexity.iterrows():
+        rows.setdefault(f"perplexity, {name}", {})[model] = _ci(r.perplexity, r.ppl_low,
+                                                                r.ppl_high, 2)
+    for r in headline.itertuples():
+        rows.setdefault(f"{r.task} ({r.metric})", {})[r.model] = \
+            f"{r.value:.3f} ± {1.96 * r.stderr:.3f}"
+    for (model, task), r in calibration.iterrows():
+        if task == "all":
+            rows.setdefault("calibration error (ECE)", {})[model] = _ci(r.ece, r.ece_low, r.ece_high)
+    for (model, group), r in refusals.iterrows():
+        rows.setdefault(f"refusal rate, {group}", {})[model] = _ci(r.rate, r.low, r.high)
+    return pd.DataFrame(rows).T.fillna("").rename_axis("measure")
+
+
 def model_card(title: str, summary: str, sections: dict[str, str | pd.DataFrame | list[str]],
                limits: list[str]) -> str:
     """Markdown: the title, a summary paragraph, one section per entry (text, a table or a

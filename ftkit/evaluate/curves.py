@@ -83,6 +83,21 @@ def diagnose(train, eval_, rise: float = 0.03, min_drop: float = 0.05, late_shar
                      f"({late:.0%} of the drop in the last third) without rising again", numbers)
 
 
+def diagnosis_table(runs: dict, expected: dict[str, str]) -> tuple[pd.DataFrame, dict]:
+    """:func:`diagnose` every run (``{name: run}`` with ``.train``, ``.eval``, ``.seconds``):
+    a table (planted label, diagnosis, eval start/best/end, late share, seconds, reason) and
+    the :class:`Diagnosis` of each."""
+    found = {name: diagnose(run.train, run.eval) for name, run in runs.items()}
+    table = pd.DataFrame({name: {"planted as": expected.get(name, ""), "diagnosis": d.label,
+                                 "eval start": d.numbers["eval_start"],
+                                 "eval best": d.numbers["eval_best"],
+                                 "eval end": d.numbers["eval_end"],
+                                 "late share": d.numbers["late_share"],
+                                 "seconds": runs[name].seconds, "because": d.reason}
+                          for name, d in found.items()}).T
+    return table, found
+
+
 def stopping_summary(eval_curve, stopped_step: int, max_steps: int, kept_loss: float) -> dict:
     """Where early stopping ended and how the loss it kept compares with the best seen
     (``eval_curve`` of the same recipe run to ``max_steps``)."""

@@ -190,6 +190,31 @@ def run_tasks(model, tokenizer, tasks: list, limit: int | None = None, batch_siz
     return HarnessResult(_table(raw), samples, raw)
 
 
+def compare(model, tokenizer, variants: dict, tasks: list, **kwargs) -> dict[str, HarnessResult]:
+    """:func:`run_tasks` for each variant of ``model`` (name → context-manager factory, as in
+    :func:`ftkit.evaluate.perplexity.compare`), printing the harness's table of each."""
+    results = {}
+    for name, switch in variants.items():
+        with switch():
+            results[name] = run_tasks(model, tokenizer, tasks, **kwargs)
+        print(f"{name}:\n{results[name].markdown}", flush=True)
+    return results
+
+
+def headline(results: dict[str, HarnessResult], generation_metric: str = "chrf",
+             choice_metric: str = "acc_norm") -> pd.DataFrame:
+    """One score per (model, task): ``choice_metric`` for multiple-choice tasks,
+    ``generation_metric`` for generation tasks; with the harness's stderr."""
+    rows = []
+    for name, result in results.items():
+        for task, group in result.table.groupby("task", sort=False):
+            metric = choice_metric if choice_metric in set(group.metric) else generation_metric
+            row = group[group.metric == metric]
+            if len(row):
+                rows.append({"model": name, **row.iloc[0].to_dict()})
+    return pd.DataFrame(rows)
+
+
 def choice_table(samples: list[dict], normalise: bool = False) -> pd.DataFrame:
     """One row per multiple-choice question: ``loglik`` (list, one per choice), ``target``,
     ``pred`` and ``correct``. ``normalise`` divides each log-likelihood by the choice's length

@@ -55,7 +55,7 @@ class EvalConfig(Section):
                                  "ordinary) the models answer.", min=1, max=100_000)
     safety_examples: int = param(60, "Refusal and benign look-alike examples mixed into the "
                                  "safety-tuned variant's training.", min=2, max=100_000)
-    safety_repeats: int = param(3, "Times each safety example is repeated in that training "
+    safety_repeats: int = param(8, "Times each safety example is repeated in that training "
                                 "mix (a few dozen rows are rare next to the support records).",
                                 min=1, max=100)
     reply_tokens: int = param(32, "Tokens generated per reply in the refusal check.", min=1,
@@ -68,5 +68,6 @@ class EvalConfig(Section):
             self.fail("eval_every", f"must be at most curve_steps ({self.curve_steps})")
         if any(b > self.noise_examples for b in self.noise_batches):
             self.fail("noise_batches", f"each at most noise_examples ({self.noise_examples})")
-        if not self.tasks:
-            self.fail("tasks", "choose at least one task")
+        if not any(t != "shop_answer" for t in self.tasks):
+            self.fail("tasks", "choose at least one multiple-choice task (the calibration "
+                      "section reads their choice log-likelihoods)")

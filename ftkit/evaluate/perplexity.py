@@ -112,3 +112,22 @@ def perplexity_table(scores: dict[tuple[str, str], pd.DataFrame], baseline: str,
                          "ratio_low": float(np.percentile(ratio, 2.5)),
                          "ratio_high": float(np.percentile(ratio, 97.5))})
     return pd.DataFrame(rows).set_index(["set", "model"])
+
+
+def compare(model, tokenizer, variants: dict, sets: dict[str, tuple], baseline: str,
+            max_length: int = 256, n_boot: int = 1000, seed: int = 0,
+            progress=None) -> pd.DataFrame:
+    """:func:`perplexity_table` of every variant on every set.
+
+    ``variants``: name → a context-manager factory that puts ``model`` in that state (e.g.
+    ``model.disable_adapter`` for a peft model's base, ``contextlib.nullcontext`` for itself).
+    ``sets``: name → ``(texts, None)`` for whole texts or ``(prompts, completions)``.
+    """
+    scores = {}
+    for name, switch in variants.items():
+        with switch():
+            for set_name, (prompts, completions) in sets.items():
+                scores[(name, set_name)] = token_nll(model, tokenizer, list(prompts),
+                                                     None if completions is None else list(completions),
+                                                     max_length, progress)
+    return perplexity_table(scores, baseline, n_boot, seed)

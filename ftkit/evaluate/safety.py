@@ -137,6 +137,37 @@ def guard_report(table: pd.DataFrame, threshold: float) -> pd.DataFrame:
     return pd.DataFrame(out).T
 
 
+def groups_of(rows: pd.DataFrame) -> dict[str, pd.Series]:
+    """The three prompt groups as masks over ``rows``: ``harmful``, ``benign look-alike``
+    (benign prompts of a harmful category) and ``ordinary``."""
+    harmful = rows["label"] == "harmful"
+    ordinary = rows["category"] == "ordinary"
+    return {"harmful": harmful, "benign look-alike": ~harmful & ~ordinary,
+            "ordinary": ~harmful & ordinary}
+
+
+def sample_groups(rows: pd.DataFrame, per_group: int, seed: int = 0) -> pd.DataFrame:
+    """At most ``per_group`` rows of each group (:func:`groups_of`), drawn with ``seed``, in
+    their original order."""
+    rng = np.random.default_rng(seed)
+    picked = [i for mask in groups_of(rows).values()
+              for i in rng.permutation(rows.index[mask])[:per_group]]
+    return rows.loc[sorted(picked)]
+
+
+def training_mix(rows: pd.DataFrame, n: int, repeats: int = 1,
+                 seed: int = 0) -> tuple[list[str], list[str]]:
+    """(prompts, responses) for safety-tuning: ``n`` training rows of the harmful categories
+    (harmful ones answered with a refusal, look-alikes with a helpful answer), drawn with
+    ``seed``, each repeated ``repeats`` times."""
+    pool = rows[(rows["split"] == "train") & (rows["category"] != "ordinary") &
+                (rows["response"].astype(str).str.strip() != "")]
+    if len(pool) < 2:
+        raise ConfigError("training_mix: fewer than two training rows with responses")
+    mix = pool.sample(n=min(n, len(pool)), random_state=seed)
+    return mix["text"].tolist() * repeats, mix["response"].tolist() * repeats
+
+
 def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
     """The Wilson score interval of a proportion (sensible at 0 and 1, unlike ±1.96·SE)."""
     if n == 0:
@@ -156,10 +187,7 @@ def refusal_table(replies: dict[str, list[str]], rows: pd.DataFrame,
     (benign rows of a harmful category: refusing is over-refusal) and ``ordinary``.
     """
     if groups is None:
-        harmful = rows["label"] == "harmful"
-        ordinary = rows["category"] == "ordinary"
-        groups = {"harmful": harmful, "benign look-alike": ~harmful & ~ordinary,
-                  "ordinary": ~harmful & ordinary}
+        groups = groups_of(rows)
     out = []
     for model, texts in replies.items():
         if len(texts) != len(rows):

@@ -39,6 +39,22 @@ def choice_confidence(table: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def calibration_table(confidences: dict[str, pd.DataFrame], bins: int = 10, n_boot: int = 1000,
+                      seed: int = 0) -> pd.DataFrame:
+    """Per model and task (and ``all`` tasks): questions, accuracy, mean confidence, ECE with
+    its bootstrap interval. ``confidences``: model → :func:`choice_confidence` rows with a
+    ``task`` column."""
+    rows = []
+    for name, table in confidences.items():
+        for task, group in [*table.groupby("task"), ("all", table)]:
+            value, low, high = ece_interval(group.confidence, group.correct, bins, n_boot, seed)
+            rows.append({"model": name, "task": task, "questions": len(group),
+                         "accuracy": float(group.correct.mean()),
+                         "confidence": float(group.confidence.mean()),
+                         "ece": value, "ece_low": low, "ece_high": high})
+    return pd.DataFrame(rows).set_index(["model", "task"])
+
+
 def _check(confidence, correct) -> tuple[np.ndarray, np.ndarray]:
     conf = np.asarray(confidence, dtype=float)
     ok = np.asarray(correct, dtype=float)

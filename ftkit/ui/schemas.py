@@ -183,7 +183,7 @@ SCHEMAS: dict[str, type] = {s.NOTEBOOK: s for s in [
             "tasks": ["shop_knowledge", "shop_intent", "general_knowledge", "shop_answer"],
             "task_limit": 30, "harness_batch": 8, "chat_template": False, "ece_bins": 10,
             "coverage": 0.5, "guard_max_fpr": 0.05, "refusal_prompts": 36,
-            "safety_examples": 60, "safety_repeats": 3, "reply_tokens": 32})),
+            "safety_examples": 60, "safety_repeats": 8, "reply_tokens": 32})),
     _schema(
         "14_deployment", "DeploymentParams",
         deploy=(DeployConfig, {
