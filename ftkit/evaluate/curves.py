@@ -109,18 +109,55 @@ def stopping_summary(eval_curve, stopped_step: int, max_steps: int, kept_loss: f
             "gap_to_best": (float(kept_loss) - best) / best}
 
 
+def per_example_gradients(model, tokenizer, prompts: list[str], completions: list[str],
+                          max_length: int = 256, select: str | None = None,
+                          progress=None) -> torch.Tensor:
+    """``(N, P)``: the completion-loss gradient of each example, flattened over the chosen
+    parameters (name contains ``select``, temporarily made trainable; else the trainable
+    ones). Examples with no completion token left after truncation are skipped."""
+    params = [p for name, p in model.named_parameters()
+              if (select in name if select else p.requires_grad)]
+    if not params:
+        raise ConfigError("gradient_noise: no parameter " +
+                          (f"named *{select}*" if select else "is trainable"))
+    frozen = [p for p in params if not p.requires_grad]
+    for p in frozen:
+        p.requires_grad_(True)
+    was_training = model.training
+    model.train()
+    grads = []
+    items = range(len(prompts))
+    try:
+        for i in (progress(items) if progress else items):
+            enc = tokenize_with_mask(tokenizer, prompts[i], completions[i], max_length)
+            if all(lbl == IGNORE_INDEX for lbl in enc["labels"][1:]):
+                continue
+            model.zero_grad(set_to_none=True)
+            model(input_ids=torch.tensor([enc["input_ids"]], device=model.device),
+                  labels=torch.tensor([enc["labels"]], device=model.device)).loss.backward()
+            grads.append(torch.cat([p.grad.detach().flatten().float() for p in params]))
+    finally:
+        model.zero_grad(set_to_none=True)
+        model.train(was_training)
+        for p in frozen:
+            p.requires_grad_(False)
+    if len(grads) < 2:
+        raise ConfigError(f"gradient_noise: {len(grads)} example(s) with a completion token; "
+                          "need at least 2")
+    return torch.stack(grads)
+
+
 def gradient_noise(model, tokenizer, prompts: list[str], completions: list[str],
                    batch_sizes: list[int], draws: int = 200, max_length: int = 256,
                    seed: int = 0, select: str | None = None, progress=None) -> pd.DataFrame:
     """Relative gradient noise ``E‖ḡ_b − ḡ‖² / ‖ḡ‖²`` by batch size ``b``.
 
-    ``ḡ`` is the mean of the per-example gradients (of the trainable parameters) over all
+    ``ḡ`` is the mean of the per-example gradients (:func:`per_example_gradients`) over all
     examples; ``ḡ_b`` the mean over ``b`` examples drawn without replacement, ``draws`` times.
     Also the mean cosine between ``ḡ_b`` and ``ḡ``. Sampling without replacement from N
     examples makes the expected noise ``(1/b − 1/N)·σ²/‖ḡ‖²``; ``expected`` gives that curve
-    scaled through the smallest batch's point. ``select``: take the gradients of the
-    parameters whose name contains it (e.g. ``"lora_"`` on a loaded, frozen peft model), else
-    of the trainable ones.
+    scaled through the smallest batch's point. ``select``: as in
+    :func:`per_example_gradients` (e.g. ``"lora_"`` on a loaded, frozen peft model).
     """
     n = len(prompts)
     if n < 2 or len(completions) != n:
@@ -128,49 +165,22 @@ def gradient_noise(model, tokenizer, prompts: list[str], completions: list[str],
     bad = [b for b in batch_sizes if not 1 <= b <= n]
     if bad:
         raise ConfigError(f"batch sizes {bad} must lie in 1..{n} (the number of examples)")
-    named = [(n, p) for n, p in model.named_parameters()
-             if (select in n if select else p.requires_grad)]
-    if not named:
-        raise ConfigError(f"gradient_noise: no parameter {'named *' + select + '*' if select else 'is trainable'}")
-    params = [p for _, p in named]
-    frozen = [p for p in params if not p.requires_grad]
-    for p in frozen:
-        p.requires_grad_(True)
-    was_training = model.training
-    model.train()
-    grads = []
-    items = range(n)
-    try:
-        for i in (progress(items) if progress else items):
-            enc = tokenize_with_mask(tokenizer, prompts[i], completions[i], max_length)
-            if all(lbl == IGNORE_INDEX for lbl in enc["labels"][1:]):
-                continue
-            model.zero_grad(set_to_none=True)
-            out = model(input_ids=torch.tensor([enc["input_ids"]], device=model.device),
-                        labels=torch.tensor([enc["labels"]], device=model.device))
-            out.loss.backward()
-            grads.append(torch.cat([p.grad.detach().flatten().float() for p in params]))
-    finally:
-        model.zero_grad(set_to_none=True)
-        model.train(was_training)
-        for p in frozen:
-            p.requires_grad_(False)
-    g = torch.stack(grads)
+    g = per_example_gradients(model, tokenizer, prompts, completions, max_length, select,
+                              progress)
+    m = len(g)
     mean = g.mean(0)
     norm2 = float(mean.square().sum())
     rng = np.random.default_rng(seed)
     rows = []
-    for b in batch_sizes:
+    for b in sorted({min(b, m) for b in batch_sizes}):
         err, cos = [], []
         for _ in range(draws):
-            pick = torch.from_numpy(rng.choice(len(g), size=b, replace=False))
-            gb = g[pick].mean(0)
+            gb = g[torch.from_numpy(rng.choice(m, size=b, replace=False))].mean(0)
             err.append(float((gb - mean).square().sum()) / norm2)
             cos.append(float(torch.nn.functional.cosine_similarity(gb, mean, dim=0)))
         rows.append({"batch_size": b, "noise": float(np.mean(err)), "cosine": float(np.mean(cos))})
     table = pd.DataFrame(rows)
-    m = len(g)
-    one = table.loc[table.batch_size == min(batch_sizes), ["batch_size", "noise"]].iloc[0]
+    one = table.iloc[0]
     scale = one.noise / max(1 / one.batch_size - 1 / m, 1e-12)
     table["expected"] = scale * (1 / table.batch_size - 1 / m)
     table.attrs["examples"] = m
