@@ -1,4 +1,5 @@
-"""The ``ftkit`` command: run notebooks in batch, rebuild reports, list profiles.
+"""The ``ftkit`` command: run notebooks in batch (whole or in shards), merge shards, rebuild
+reports, list profiles.
 
 Each subcommand is one entry of :data:`COMMANDS`: a help line, a function that adds its
 arguments to an argparse parser, and a handler that receives the parsed arguments and returns
@@ -16,6 +17,7 @@ from typing import Callable, NamedTuple
 
 import yaml
 
+from ftkit.batch.merge import merge_runs
 from ftkit.batch.report import load_run, write_report
 from ftkit.batch.runner import run_batch
 from ftkit.core.profiles import list_profiles, load_profile, profiles_dir
@@ -45,6 +47,10 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
                         help="rerun only the notebooks that did not pass in the latest run of "
                              "the profile (or in --run-id)")
     parser.add_argument("--run-id", metavar="ID", help="name of the run directory")
+    parser.add_argument("--shard", metavar="I/N",
+                        help="run only the I-th of N shares of the selected notebooks (one "
+                             "per machine or scheduler job); join the run folders with "
+                             "'ftkit merge'")
     parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
                         metavar=("NAME", "VALUE"),
                         help="set a parameter in every selected notebook that declares it "
@@ -62,7 +68,7 @@ def _run(args: argparse.Namespace) -> int:
     overrides = {name: yaml.safe_load(value) for name, value in args.parameter}
     result = run_batch(profile, only=args.only, resume=args.resume, run_id=args.run_id,
                        notebooks_dir=args.notebooks_dir, runs_dir=args.runs_dir,
-                       overrides=overrides)
+                       overrides=overrides, shard=args.shard)
     passed = sum(r.status == "passed" for r in result.results)
     print(f"{passed}/{len(result.results)} notebooks passed")
     print(f"HTML report: {result.report_html.resolve()}")
@@ -94,6 +100,26 @@ def _report(args: argparse.Namespace) -> int:
     md, html_path = write_report(args.run_dir)
     print(f"HTML report: {html_path.resolve()}")
     print(f"Report: {md.resolve()}")
+    return 0
+
+
+# --------------------------------------------------------------- ftkit merge
+
+
+def _add_merge_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``ftkit merge``."""
+    parser.add_argument("runs", type=Path, nargs="+", metavar="RUN_DIR",
+                        help="the run folders of the shards (ftkit run --shard i/n)")
+    parser.add_argument("--into", type=Path, required=True, metavar="DIR",
+                        help="the new run folder that receives them all")
+
+
+def _merge(args: argparse.Namespace) -> int:
+    """Join the shards' run folders into one run and write its report."""
+    folder = merge_runs(args.runs, args.into)
+    print(f"merged {len(args.runs)} runs into {folder}")
+    print(f"HTML report: {(folder / 'report.html').resolve()}")
+    print(f"Report: {(folder / 'report.md').resolve()}")
     return 0
 
 
@@ -185,6 +211,8 @@ COMMANDS: dict[str, Command] = {
     "run": Command("run the notebooks with papermill and write a report", _add_run_arguments,
                    _run),
     "report": Command("rebuild the report of a run directory", _add_report_arguments, _report),
+    "merge": Command("join the run folders of a sharded batch into one run and report",
+                     _add_merge_arguments, _merge),
     "profiles": Command("list the parameter profiles", _add_no_arguments, _profiles),
     "packs": Command("show, fetch or verify the offline model packs", _add_packs_arguments,
                      _packs),

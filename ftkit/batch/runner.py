@@ -75,6 +75,7 @@ def run_batch(
     runs_dir: str | os.PathLike = Path("papermill_runs"),
     log: Callable[[str], Any] = print,
     overrides: dict[str, Any] | None = None,
+    shard: str | None = None,
 ) -> RunResult:
     """Execute the notebooks under ``profile``, keep going past failures, write the report.
 
@@ -89,6 +90,9 @@ def run_batch(
         log: called with one line per notebook as it finishes.
         overrides: parameters given on the command line (``-p name value``); each goes to
             every selected notebook that declares it, and wins over the profile.
+        shard: ``"i/n"``: run only the i-th of n shares of the selected notebooks
+            (:func:`select_shard`), so n machines or scheduler jobs cover the batch; merge
+            their run folders with :func:`ftkit.batch.merge.merge_runs`.
 
     Raises:
         ValueError: unknown profile, nothing matches ``only``, or no run to resume.
@@ -97,7 +101,7 @@ def run_batch(
     """
     prof = profile if isinstance(profile, Profile) else load_profile(profile)
     notebooks_dir, runs_dir = Path(notebooks_dir).resolve(), Path(runs_dir).resolve()
-    selected = select_notebooks(discover_notebooks(notebooks_dir), only)
+    selected = select_shard(select_notebooks(discover_notebooks(notebooks_dir), only), shard)
     overrides = dict(overrides or {})
     check_parameters(selected, prof, overrides)
     prof = replace(prof, notebooks={**prof.notebooks, **{
@@ -105,7 +109,7 @@ def run_batch(
     run_dir = _run_dir(prof.name, runs_dir, run_id, resume)
     state = _RunState.open(run_dir, prof, resume)
     todo = [nb for nb in selected if not (resume and state.status(nb.stem) == PASSED)]
-    state.begin_attempt(prof, notebooks_dir, only, [nb.stem for nb in todo], selected)
+    state.begin_attempt(prof, notebooks_dir, only, [nb.stem for nb in todo], selected, shard)
     verb = "Resuming" if resume else "Running"
     log(f"{verb} {len(todo)} of {len(selected)} notebooks, profile {prof.name}, in {run_dir}")
     try:
@@ -137,6 +141,30 @@ def select_notebooks(notebooks: list[Path], only: str | None) -> list[Path]:
     if not chosen:
         names = ", ".join(p.stem for p in notebooks) or "none"
         raise ValueError(f"no notebook matches {only!r}; notebooks: {names}")
+    return chosen
+
+
+def parse_shard(shard: str) -> tuple[int, int]:
+    """``"i/n"`` → ``(i, n)`` with 1 ≤ i ≤ n; anything else is refused with the form."""
+    try:
+        i, n = (int(part) for part in shard.split("/"))
+    except (ValueError, AttributeError):
+        raise ValueError(f"shard {shard!r}: give it as i/n, e.g. 2/3 (the second of three)") \
+            from None
+    if not 1 <= i <= n:
+        raise ValueError(f"shard {shard!r}: i must lie in 1..n")
+    return i, n
+
+
+def select_shard(notebooks: list[Path], shard: str | None) -> list[Path]:
+    """The i-th of n shares of ``notebooks`` (every n-th, from the i-th, in name order), so
+    the shares are disjoint, cover all, and mix long and short notebooks; None: all."""
+    if shard is None:
+        return list(notebooks)
+    i, n = parse_shard(shard)
+    chosen = list(notebooks)[i - 1::n]
+    if not chosen:
+        raise ValueError(f"shard {shard}: no notebook falls in it ({len(notebooks)} selected)")
     return chosen
 
 
@@ -319,7 +347,7 @@ class _RunState:
         result = self.results.get(stem)
         return result.status if result else None
 
-    def begin_attempt(self, prof, notebooks_dir, only, stems, selected) -> None:
+    def begin_attempt(self, prof, notebooks_dir, only, stems, selected, shard=None) -> None:
         """Record the profile, environment and plan of this attempt; mark todo as pending."""
         env = runinfo.environment(Path(notebooks_dir).parent)
         self.info.update({
@@ -328,7 +356,7 @@ class _RunState:
             "environment": env, "finished": None,
         })
         self.info["attempts"].append({"started": now(), "finished": None, "only": only,
-                                      "notebooks": stems, "git": env["git"]})
+                                      "shard": shard, "notebooks": stems, "git": env["git"]})
         for notebook in selected:
             self.results.setdefault(notebook.stem, NotebookResult(notebook.stem))
         for stem in stems:
