@@ -51,6 +51,9 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run only the I-th of N shares of the selected notebooks (one "
                              "per machine or scheduler job); join the run folders with "
                              "'ftkit merge'")
+    parser.add_argument("--jobs", type=int, default=1, metavar="N",
+                        help="run N notebooks side by side, each limited to cores/N threads "
+                             "(default 1)")
     parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
                         metavar=("NAME", "VALUE"),
                         help="set a parameter in every selected notebook that declares it "
@@ -68,7 +71,7 @@ def _run(args: argparse.Namespace) -> int:
     overrides = {name: yaml.safe_load(value) for name, value in args.parameter}
     result = run_batch(profile, only=args.only, resume=args.resume, run_id=args.run_id,
                        notebooks_dir=args.notebooks_dir, runs_dir=args.runs_dir,
-                       overrides=overrides, shard=args.shard)
+                       overrides=overrides, shard=args.shard, jobs=args.jobs)
     passed = sum(r.status == "passed" for r in result.results)
     print(f"{passed}/{len(result.results)} notebooks passed")
     print(f"HTML report: {result.report_html.resolve()}")

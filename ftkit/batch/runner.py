@@ -17,6 +17,7 @@ import fnmatch
 import json
 import os
 import shutil
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime
 from pathlib import Path
@@ -33,6 +34,7 @@ from ftkit.ui.schemas import SCHEMAS
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder that holds ftkit/
 PASSED = "passed"
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
 @dataclass
@@ -76,6 +78,7 @@ def run_batch(
     log: Callable[[str], Any] = print,
     overrides: dict[str, Any] | None = None,
     shard: str | None = None,
+    jobs: int = 1,
 ) -> RunResult:
     """Execute the notebooks under ``profile``, keep going past failures, write the report.
 
@@ -93,12 +96,18 @@ def run_batch(
         shard: ``"i/n"``: run only the i-th of n shares of the selected notebooks
             (:func:`select_shard`), so n machines or scheduler jobs cover the batch; merge
             their run folders with :func:`ftkit.batch.merge.merge_runs`.
+        jobs: notebooks run side by side, each kernel limited to ``cores // jobs`` compute
+            threads; the notebooks start in name order, and what two of them share (the
+            running example's assistant, its exports, the model packs) is built once, under a
+            lock, by whichever asks first (``ftkit.core.files``).
 
     Raises:
         ValueError: unknown profile, nothing matches ``only``, or no run to resume.
         ConfigError: a profile or override names a parameter no notebook declares (checked
             before any notebook runs).
     """
+    if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
+        raise ValueError(f"jobs = {jobs!r}: a whole number of notebooks at a time, 1 or more")
     prof = profile if isinstance(profile, Profile) else load_profile(profile)
     notebooks_dir, runs_dir = Path(notebooks_dir).resolve(), Path(runs_dir).resolve()
     selected = select_shard(select_notebooks(discover_notebooks(notebooks_dir), only), shard)
@@ -111,9 +120,10 @@ def run_batch(
     todo = [nb for nb in selected if not (resume and state.status(nb.stem) == PASSED)]
     state.begin_attempt(prof, notebooks_dir, only, [nb.stem for nb in todo], selected, shard)
     verb = "Resuming" if resume else "Running"
-    log(f"{verb} {len(todo)} of {len(selected)} notebooks, profile {prof.name}, in {run_dir}")
+    log(f"{verb} {len(todo)} of {len(selected)} notebooks, profile {prof.name}, in {run_dir}"
+        + (f", {jobs} at a time" if jobs > 1 else ""))
     try:
-        _run_all(selected, todo, state, prof, notebooks_dir, log)
+        _run_all(selected, todo, state, prof, notebooks_dir, log, jobs)
     finally:
         state.finish_attempt()
     md, html_path = write_report(run_dir)
@@ -183,9 +193,13 @@ def latest_run_dir(runs_dir: Path, profile_name: str) -> Path:
     return max(runs)[2]
 
 
-def kernel_env(metrics_file: Path, notebooks_dir: Path) -> dict[str, str]:
-    """Environment of the papermill child and, through it, of the kernel."""
+def kernel_env(metrics_file: Path, notebooks_dir: Path, threads: int = 0) -> dict[str, str]:
+    """Environment of the papermill child and, through it, of the kernel; ``threads`` > 0
+    caps the kernel's compute threads (OpenMP, MKL, OpenBLAS: torch's and numpy's pools)."""
     env = dict(os.environ)
+    if threads > 0:
+        for name in THREAD_VARS:
+            env[name] = str(threads)
     roots = [str(Path(notebooks_dir).parent)]
     # a source checkout of ftkit must be importable even for notebooks kept elsewhere
     if PACKAGE_ROOT.name not in ("site-packages", "dist-packages"):
@@ -230,18 +244,27 @@ def _run_dir(profile_name: str, runs_dir: Path, run_id: str | None, resume: bool
     return run_dir
 
 
-def _run_all(selected, todo, state, prof, notebooks_dir, log) -> None:
-    """Execute ``todo`` in order, logging every selected notebook with its position."""
+def _run_all(selected, todo, state, prof, notebooks_dir, log, jobs: int = 1) -> None:
+    """Execute ``todo`` (``jobs`` at a time, started in order), logging every selected
+    notebook with its position as it finishes."""
     width = max(len(p.stem) for p in selected)
+    position = {p.stem: i for i, p in enumerate(selected, start=1)}
+
+    def prefix(stem: str) -> str:
+        return f"[{position[stem]}/{len(selected)}] {stem.ljust(width)}"
+
     to_run = {p.stem for p in todo}
-    for index, notebook in enumerate(selected, start=1):
-        prefix = f"[{index}/{len(selected)}] {notebook.stem.ljust(width)}"
+    for notebook in selected:
         if notebook.stem not in to_run:
-            log(f"{prefix}  passed  (kept from the earlier attempt)")
-            continue
-        result = _run_one(notebook, state.run_dir, prof, notebooks_dir)
-        state.put(result)
-        log(f"{prefix}  {_outcome_text(result, state.run_dir)}")
+            log(f"{prefix(notebook.stem)}  passed  (kept from the earlier attempt)")
+    threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else 0
+    with ThreadPoolExecutor(max_workers=jobs) as pool:  # each job is a child process
+        running = [pool.submit(_run_one, nb, state.run_dir, prof, notebooks_dir, threads)
+                   for nb in todo]
+        for future in as_completed(running):
+            result = future.result()
+            state.put(result)
+            log(f"{prefix(result.stem)}  {_outcome_text(result, state.run_dir)}")
 
 
 def check_parameters(selected: list[Path], prof: Profile, overrides: dict[str, Any]) -> None:
@@ -275,7 +298,8 @@ def _safe_declared(notebook: Path) -> set[str]:
         return set()
 
 
-def _run_one(notebook: Path, run_dir: Path, prof: Profile, notebooks_dir: Path) -> NotebookResult:
+def _run_one(notebook: Path, run_dir: Path, prof: Profile, notebooks_dir: Path,
+             threads: int = 0) -> NotebookResult:
     """Execute one notebook and describe the result."""
     stem = notebook.stem
     out_dir = run_dir / stem
@@ -291,7 +315,7 @@ def _run_one(notebook: Path, run_dir: Path, prof: Profile, notebooks_dir: Path) 
         return result
     outcome = execute(Job(
         input=notebook, output=run_dir / result.output, params=result.params,
-        cwd=notebooks_dir, env=kernel_env(run_dir / result.metrics_file, notebooks_dir),
+        cwd=notebooks_dir, env=kernel_env(run_dir / result.metrics_file, notebooks_dir, threads),
         timeout_s=prof.timeout_s, cell_timeout_s=prof.cell_timeout_s,
         log_path=run_dir / result.log, outcome_path=run_dir / "logs" / f"{stem}.outcome.json",
     ))

@@ -32,6 +32,7 @@ import torch
 
 from ftkit import models
 from ftkit.core.config import ConfigError
+from ftkit.core.files import exclusive
 from ftkit.train import assistant
 
 
@@ -81,13 +82,14 @@ def assistant_exports(profile: str = "workshop", seed: int = 42) -> dict[str, Pa
     shop = assistant.fine_tuned(profile, seed)
     root = Path(shop.info["folder"]).with_name(f"{shop.info['key']}-exports")
     folders = {name: root / name for name in ("base", "adapter", "merged")}
-    if not folders["adapter"].is_dir():
-        export_adapter(shop.model, shop.tokenizer, folders["adapter"])
-    if not folders["merged"].is_dir():
-        export_merged(shop.model, shop.tokenizer, folders["merged"])
-    if not folders["base"].is_dir():
-        base, tokenizer = models.load(shop.info["recipe"]["model_name"])
-        export_merged(base, tokenizer, folders["base"])
+    with exclusive(root):  # notebooks running side by side build them once
+        if not folders["adapter"].is_dir():
+            export_adapter(shop.model, shop.tokenizer, folders["adapter"])
+        if not folders["merged"].is_dir():
+            export_merged(shop.model, shop.tokenizer, folders["merged"])
+        if not folders["base"].is_dir():
+            base, tokenizer = models.load(shop.info["recipe"]["model_name"])
+            export_merged(base, tokenizer, folders["base"])
     return folders
 
 

@@ -32,6 +32,7 @@ import datasets
 from ftkit import models
 from ftkit.core import env
 from ftkit.core.config import AdapterConfig, ConfigError, TrainConfig
+from ftkit.core.files import exclusive
 from ftkit.data import clean, load, prep, split, validate
 from ftkit.data.formatting import pairs_dataset
 from ftkit.data.params import PrepConfig
@@ -97,15 +98,21 @@ def cache_key(stage: str, recipe: Recipe | None, seed: int, data_dir: str = DATA
 
 
 def publish(build_into, final: Path) -> Path:
-    """Build into a temporary sibling folder, then rename it to ``final`` (all or nothing)."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
-    try:
-        build_into(tmp)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    """Build into a temporary sibling folder, then rename it to ``final`` (all or nothing).
+
+    Under an exclusive lock on ``final`` (``ftkit.core.files``): when another process built
+    it meanwhile, it is reused and ``build_into`` is not called."""
+    final = Path(final)
+    with exclusive(final):
+        if final.is_dir():
+            return final
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
+        try:
+            build_into(tmp)
+            os.replace(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     return final
 
 

