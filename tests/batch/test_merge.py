@@ -14,6 +14,21 @@ from ftkit.batch.runner import run_batch, select_shard
 from ftkit.core.profiles import Profile
 
 NAMES = [Path(f"{i:02d}_n.ipynb") for i in range(7)]
+PROFILE = Profile(name="t", description="", timeout_s=120, cell_timeout_s=60, params={},
+                  notebooks={})
+
+
+def _notebooks(folder: Path, bodies: list[str]) -> None:
+    """``00_nb``, ``01_nb``, … each a parameters cell and one code cell."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, body in enumerate(bodies):
+        nb = nbformat.v4.new_notebook()
+        nb.metadata["kernelspec"] = {"name": "python3", "language": "python",
+                                     "display_name": "Python 3"}
+        cell = nbformat.v4.new_code_cell("profile = 'workshop'\noutput_dir = 'out'")
+        cell.metadata["tags"] = ["parameters"]
+        nb.cells += [cell, nbformat.v4.new_code_cell(body)]
+        nbformat.write(nb, folder / f"0{i}_nb.ipynb")
 
 
 def test_shards_are_disjoint_and_cover_the_batch():
@@ -82,19 +97,9 @@ def test_merge_refuses_what_does_not_fit(tmp_path):
 
 @pytest.mark.slow
 def test_two_shards_run_and_merge_like_one_batch(tmp_path, capsys):
-    for i in range(3):
-        nb = nbformat.v4.new_notebook()
-        nb.metadata["kernelspec"] = {"name": "python3", "language": "python",
-                                     "display_name": "Python 3"}
-        cell = nbformat.v4.new_code_cell("profile = 'workshop'\noutput_dir = 'out'")
-        cell.metadata["tags"] = ["parameters"]
-        nb.cells += [cell, nbformat.v4.new_code_cell(
-            f"import ftkit.core.results as r\nr.record('n', {i})")]
-        (tmp_path / "notebooks").mkdir(exist_ok=True)
-        nbformat.write(nb, tmp_path / "notebooks" / f"0{i}_nb.ipynb")
-    profile = Profile(name="t", description="", timeout_s=120, cell_timeout_s=60, params={},
-                      notebooks={})
-    runs = [run_batch(profile, notebooks_dir=tmp_path / "notebooks", runs_dir=tmp_path / "runs",
+    _notebooks(tmp_path / "notebooks", [f"import ftkit.core.results as r\nr.record('n', {i})"
+                                        for i in range(3)])
+    runs = [run_batch(PROFILE, notebooks_dir=tmp_path / "notebooks", runs_dir=tmp_path / "runs",
                       run_id=f"shard{i}", shard=f"{i}/2", log=lambda line: None)
             for i in (1, 2)]
     assert [[r.stem for r in run.results] for run in runs] == [["00_nb", "02_nb"], ["01_nb"]]
@@ -114,19 +119,9 @@ def test_jobs_run_notebooks_side_by_side_with_fewer_threads_each(tmp_path, monke
     body = ("import os, time, ftkit.core.results as r\n"
             "r.record('threads', int(os.environ.get('OMP_NUM_THREADS', 0)))\n"
             "start = time.time(); time.sleep(3); r.record('slept_from', start)")
-    for i in range(2):
-        nb = nbformat.v4.new_notebook()
-        nb.metadata["kernelspec"] = {"name": "python3", "language": "python",
-                                     "display_name": "Python 3"}
-        cell = nbformat.v4.new_code_cell("profile = 'workshop'\noutput_dir = 'out'")
-        cell.metadata["tags"] = ["parameters"]
-        nb.cells += [cell, nbformat.v4.new_code_cell(body)]
-        (tmp_path / "notebooks").mkdir(exist_ok=True)
-        nbformat.write(nb, tmp_path / "notebooks" / f"0{i}_nb.ipynb")
-    profile = Profile(name="t", description="", timeout_s=120, cell_timeout_s=60, params={},
-                      notebooks={})
+    _notebooks(tmp_path / "notebooks", [body, body])
     lines = []
-    result = run_batch(profile, notebooks_dir=tmp_path / "notebooks", runs_dir=tmp_path / "runs",
+    result = run_batch(PROFILE, notebooks_dir=tmp_path / "notebooks", runs_dir=tmp_path / "runs",
                        jobs=2, log=lines.append)
     assert result.ok and "2 at a time" in lines[0]
     metrics = [json.loads((result.run_dir / f"0{i}_nb" / "metrics.json").read_text())["metrics"]
@@ -134,5 +129,5 @@ def test_jobs_run_notebooks_side_by_side_with_fewer_threads_each(tmp_path, monke
     assert [m["threads"] for m in metrics] == [2, 2]  # 4 cores // 2 jobs
     assert abs(metrics[0]["slept_from"] - metrics[1]["slept_from"]) < 3  # they overlapped
     with pytest.raises(ValueError, match="jobs = 0"):
-        run_batch(profile, notebooks_dir=tmp_path / "notebooks", runs_dir=tmp_path / "runs",
+        run_batch(PROFILE, notebooks_dir=tmp_path / "notebooks", runs_dir=tmp_path / "runs",
                   jobs=0)
