@@ -26,6 +26,7 @@ from typing import Any, Callable
 from ftkit.batch import runinfo
 from ftkit.batch.nbexec import Job, execute
 from ftkit.batch.report import metrics_summary, write_report
+from ftkit.batch.shard import select_shard
 from ftkit.core.config import ConfigError, closest
 from ftkit.core.profiles import Profile, load_profile, params_for
 from ftkit.core.results import METRICS_ENV, load_metrics
@@ -151,30 +152,6 @@ def select_notebooks(notebooks: list[Path], only: str | None) -> list[Path]:
     if not chosen:
         names = ", ".join(p.stem for p in notebooks) or "none"
         raise ValueError(f"no notebook matches {only!r}; notebooks: {names}")
-    return chosen
-
-
-def parse_shard(shard: str) -> tuple[int, int]:
-    """``"i/n"`` → ``(i, n)`` with 1 ≤ i ≤ n; anything else is refused with the form."""
-    try:
-        i, n = (int(part) for part in shard.split("/"))
-    except (ValueError, AttributeError):
-        raise ValueError(f"shard {shard!r}: give it as i/n, e.g. 2/3 (the second of three)") \
-            from None
-    if not 1 <= i <= n:
-        raise ValueError(f"shard {shard!r}: i must lie in 1..n")
-    return i, n
-
-
-def select_shard(notebooks: list[Path], shard: str | None) -> list[Path]:
-    """The i-th of n shares of ``notebooks`` (every n-th, from the i-th, in name order), so
-    the shares are disjoint, cover all, and mix long and short notebooks; None: all."""
-    if shard is None:
-        return list(notebooks)
-    i, n = parse_shard(shard)
-    chosen = list(notebooks)[i - 1::n]
-    if not chosen:
-        raise ValueError(f"shard {shard}: no notebook falls in it ({len(notebooks)} selected)")
     return chosen
 
 

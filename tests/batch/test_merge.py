@@ -10,7 +10,8 @@ import pytest
 from ftkit.batch.cli import main
 from ftkit.batch.merge import merge_runs
 from ftkit.batch.report import load_run
-from ftkit.batch.runner import run_batch, select_shard
+from ftkit.batch.runner import run_batch
+from ftkit.batch.shard import select_shard
 from ftkit.core.profiles import Profile
 
 NAMES = [Path(f"{i:02d}_n.ipynb") for i in range(7)]
