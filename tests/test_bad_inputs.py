@@ -22,6 +22,7 @@ import transformers
 
 import ftkit
 from ftkit import models
+from ftkit.align import grpo
 from ftkit.compress import gguf_file, pruning, quantization
 from ftkit.core import profiles
 from ftkit.core.config import (
@@ -230,6 +231,20 @@ CASES = [
     case("eval-curve-too-short",
          lambda c: resolve(schema_for("13_evaluation_and_safety"), {"few_steps": 2}),
          r"EvalConfig\.few_steps = 2"),
+    # ---- GRPO (notebook 18) ---------------------------------------------------------------
+    case("grpo-group-of-one",
+         lambda c: resolve(schema_for("18_grpo_verifiable_rewards"), {"group_size": 1}),
+         r"GRPOSettings\.group_size = 1: must be at least 2"),
+    case("grpo-unknown-reward",
+         lambda c: resolve(schema_for("18_grpo_verifiable_rewards"),
+                           {"rewards": ["valid_json", "exact_field"]}),
+         r"GRPOSettings\.rewards = \['valid_json', 'exact_field'\]: \['exact_field'\] unknown"),
+    case("grpo-task-row-missing-field",
+         lambda c: grpo.load_records(c.file("t.jsonl", '{"message": "hi", "category": "x"}\n')),
+         r"t\.jsonl line 1: missing \['order', 'total'\]"),
+    case("grpo-pass-k-above-samples",
+         lambda c: resolve(schema_for("18_grpo_verifiable_rewards"), {"samples": 2, "pass_k": [4]}),
+         r"GRPOSettings\.pass_k = \[4\]: each k must be at most samples = 2"),
     # ---- Compression and export (notebook 12) --------------------------------------------
     case("compress-sparsity-one",
          lambda c: resolve(schema_for("12_pruning_and_quantisation"), {"sparsities": [0.3, 1.0]}),

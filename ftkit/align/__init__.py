@@ -2,7 +2,9 @@
 
 - :mod:`~ftkit.align.dpo` — DPO through TRL, judged generations, win rate and KL;
 - :mod:`~ftkit.align.reward` — a reward model trained on preference pairs;
-- :mod:`~ftkit.align.ppo` — a compact PPO loop against the reward model.
+- :mod:`~ftkit.align.ppo` — a compact PPO loop against the reward model;
+- :mod:`~ftkit.align.grpo` — GRPO with rewards that are programs (TRL's GRPOTrainer).
 
-Used in notebooks/08_dpo_alignment.ipynb and notebooks/09_rlhf_reward_and_ppo.ipynb.
+Used in notebooks/08_dpo_alignment.ipynb, notebooks/09_rlhf_reward_and_ppo.ipynb and
+notebooks/18_grpo_verifiable_rewards.ipynb.
 """

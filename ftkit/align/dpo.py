@@ -210,14 +210,16 @@ def beta_sweep(model_name: str, adapter: AdapterConfig, train: TrainConfig, beta
     return rows, replies
 
 
-def reply_batch(tokenizer, prompts: list[str], replies: list[str]) -> tuple[dict, torch.Tensor]:
+def reply_batch(tokenizer, prompts: list, replies: list[str]) -> tuple[dict, torch.Tensor]:
     """Chat-formatted prompt + reply token ids, right-padded, and the reply-token mask ``(B, T)``.
 
+    A prompt is a user turn (a string) or a whole conversation (a list of messages).
     The reply ends with the end-of-turn token, as a generated reply does.
     """
     ids, masks = [], []
     for p, r in zip(prompts, replies):
-        prompt = tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
+        messages = p if isinstance(p, list) else [{"role": "user", "content": p}]
+        prompt = tokenizer.apply_chat_template(messages, tokenize=False,
                                                add_generation_prompt=True)
         p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
         r_ids = tokenizer(r, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]

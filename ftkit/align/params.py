@@ -53,3 +53,58 @@ class PPOSettings(Section):
                            min=0.0, max=10.0, step=0.01)
     temperature: float = param(1.0, "Sampling temperature of rollouts.", min=0.0,
                                min_exclusive=True, max=5.0, step=0.1)
+
+
+# The built-in rewards of ftkit.align.grpo.REWARDS (a test keeps the two equal).
+REWARD_NAMES = ("valid_json", "exact_fields", "stops_after_record", "loose_fields")
+
+
+@dataclass(frozen=True)
+class GRPOSettings(Section):
+    """GRPO with checkable rewards (beyond the paper; notebook 18)."""
+    tasks_dir: str = param("../data/extraction_tasks", "Folder with train.jsonl and test.jsonl "
+                           "(data/make_extraction_tasks.py).")
+    n_train: int = param(0, "Training prompts to draw from (0 = all).", min=0)
+    n_eval: int = param(32, "Held-out prompts scored before and after.", min=1, max=10_000)
+    cold_start: int = param(8, "Labelled examples of the supervised cold start before GRPO "
+                            "(0 = start from the base model).", min=0, max=100_000)
+    cold_lr: float = param(2e-3, "Learning rate of the cold start and of the SFT baseline.",
+                           min=0.0, min_exclusive=True, max=1.0, log=True)
+    cold_epochs: float = param(2.0, "Passes over the cold start's (and the SFT baseline's) "
+                               "examples.", min=0.1, max=100.0, step=0.5)
+    grpo_steps: int = param(16, "Optimiser steps; each samples a fresh group per prompt.",
+                            min=1, max=100_000)
+    prompts_per_step: int = param(2, "Prompts per step.", min=1, max=1024)
+    group_size: int = param(4, "Completions sampled per prompt (the group its advantage is "
+                            "measured against; at least 2).", min=1, max=64)
+    grpo_lr: float = param(5e-4, "Policy (LoRA) learning rate.", min=0.0, min_exclusive=True,
+                           max=1.0, log=True)
+    kl_beta: float = param(0.04, "Weight of the KL penalty to the base model (0 = none, TRL's "
+                           "default).", min=0.0, max=10.0, step=0.01)
+    clip_eps: float = param(0.2, "Clipping ε of the probability ratio.", min=0.0,
+                            min_exclusive=True, max=1.0, step=0.05)
+    temperature: float = param(1.0, "Sampling temperature of rollouts and of pass@k samples.",
+                               min=0.0, min_exclusive=True, max=5.0, step=0.1)
+    max_completion: int = param(32, "Longest completion, in tokens.", min=4, max=4096)
+    rewards: list[str] = param(["valid_json", "exact_fields", "stops_after_record"],
+                               "Built-in rewards summed into the reward (ftkit.align.grpo.REWARDS).")
+    samples: int = param(4, "Answers per held-out prompt: one greedy, the rest sampled.",
+                         min=1, max=256)
+    pass_k: list[int] = param([4], "k values of pass@k (each at most samples).", min=1)
+    compare_sft: bool = param(True, "Train SFT on as many labelled examples as the cold start "
+                              "and GRPO saw together, for comparison.")
+    kl_off_run: bool = param(True, "Train once more with the KL term off (β = 0).")
+    hack_steps: int = param(10, "Steps of the run on the loophole reward (0 = skip it).",
+                            min=0, max=100_000)
+
+    def check(self) -> None:
+        if self.group_size < 2:
+            self.fail("group_size", "must be at least 2: a completion's advantage is its "
+                      "reward minus its group's mean, always 0 in a group of 1")
+        if any(k > self.samples for k in self.pass_k):
+            self.fail("pass_k", f"each k must be at most samples = {self.samples}")
+        if len(set(self.rewards)) != len(self.rewards) or not self.rewards:
+            self.fail("rewards", "name each reward once, at least one")
+        unknown = [r for r in self.rewards if r not in REWARD_NAMES]
+        if unknown:
+            self.fail("rewards", f"{unknown} unknown; choose from {list(REWARD_NAMES)}")

@@ -9,6 +9,7 @@ The paths:
 
 - ``sft``: causal-LM fine-tuning (``ftkit.train.sft.make_trainer``; notebooks 05-07, 02's LLM);
 - ``dpo``: TRL's DPOTrainer (``ftkit.align.dpo.make_dpo_trainer``; notebooks 08, 09);
+- ``grpo``: TRL's GRPOTrainer with the rollout speed layer (``ftkit.align.grpo``; notebook 18);
 - ``whisper``: decoder fine-tuning on cached encoder states (``ftkit.asr.whisper``; notebook 16);
 - ``vqa``: a vision-language stage (``ftkit.vqa.train.trainer``; notebook 17);
 - ``classifier``: a LoRA backbone with a classification head, its loss and row sampler by name
@@ -40,7 +41,7 @@ from transformers.integrations import TensorBoardCallback
 from ftkit.train.callbacks import compact_logs, live_plot
 from ftkit.train.checkpoints import IntegrityCallback
 
-PATHS = ("sft", "dpo", "whisper", "vqa", "classifier", "reward", "contrastive",
+PATHS = ("sft", "dpo", "grpo", "whisper", "vqa", "classifier", "reward", "contrastive",
          "top_layers")
 LOOPS = ("ppo",)  # hand-written, with the same callbacks and checkpoints (ftkit.train.loop)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ftkit.align.params import DPOSettings, PPOSettings, RewardConfig
+from ftkit.align.params import DPOSettings, GRPOSettings, PPOSettings, RewardConfig
 from ftkit.asr.params import ASRConfig
 from ftkit.compress.params import CompressConfig
 from ftkit.core import results, versions
@@ -226,6 +226,17 @@ SCHEMAS: dict[str, type] = {s.NOTEBOOK: s for s in [
             "projector_lr": 2e-3, "vqa_batch_size": 40, "grid_images": 8}),
         train=(TrainConfig, {"lr": 2e-3, "batch_size": 16, "warmup_ratio": 0.1}),
         adapter=(AdapterConfig, {"lora_r": 8, "lora_alpha": 16.0})),
+    _schema(
+        "18_grpo_verifiable_rewards", "GRPOParams",
+        model=(ModelConfig, {"model_name": "smollm2-135m"}),
+        grpo=(GRPOSettings, {
+            "tasks_dir": "../data/extraction_tasks", "n_train": 0, "n_eval": 32,
+            "cold_start": 8, "cold_lr": 2e-3, "cold_epochs": 2.0,
+            "grpo_steps": 16, "prompts_per_step": 2, "group_size": 4, "grpo_lr": 5e-4,
+            "kl_beta": 0.04, "clip_eps": 0.2, "temperature": 1.0, "max_completion": 32,
+            "rewards": ["valid_json", "exact_fields", "stops_after_record"], "samples": 4,
+            "pass_k": [4], "compare_sft": True, "kl_off_run": True, "hack_steps": 10}),
+        adapter=(AdapterConfig, {"lora_r": 16, "lora_alpha": 32.0, "lora_dropout": 0.0})),
 ]}
 
 

@@ -1,0 +1,131 @@
+"""GRPO step time on a CPU: TRL's GRPOTrainer as shipped vs the kit's rollout speed layer.
+
+One process, SmolLM2-135M-Instruct (offline pack), LoRA r=16 on every Linear layer, the
+support-record task of notebook 18 (data/extraction_tasks), the same prompts, group size,
+completion length and seed for every variant. Variants (``ftkit.align.grpo``):
+
+- ``trl``: TRL's ``GRPOTrainer`` with peft's LoRA layers, nothing switched;
+- ``+completion_logits``: log-probabilities from the vocabulary head at completion positions
+  only (TRL's chunked head projects every position where Triton is missing);
+- ``+merged_rollouts``: the LoRA update merged into the weights while sampling;
+- ``ftkit``: both levers and the fused LoRA layers (``ftkit.train.speed.fused_lora``), the
+  path ``train_grpo`` uses.
+
+Each variant runs in its own process (so that each peak resident memory is its own), one
+untimed step and then ``--steps`` timed ones; the variants take turns over ``--repeats``
+rounds, so that a noisy machine slows all of them alike. Printed: median step time, its ratio
+to ``trl``, peak resident memory, and the mean reward of the timed steps (same seed and data:
+the first step's rollouts agree, later ones drift apart as the updates differ in rounding).
+
+    python benchmarks/grpo_step.py                   # 2 rounds x 2 timed steps, 4 prompts x 4
+    python benchmarks/grpo_step.py --repeats 3 --steps 3 --json out.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ftkit import models  # noqa: E402
+from ftkit.align import grpo  # noqa: E402
+from ftkit.align.params import GRPOSettings  # noqa: E402
+from ftkit.core import env  # noqa: E402
+from ftkit.core.config import AdapterConfig  # noqa: E402
+from ftkit.train.adapters import apply_method  # noqa: E402
+from ftkit.train.speed.fused_lora import use_fused_lora  # noqa: E402
+
+VARIANTS = {"trl": (False, False, False), "+completion_logits": (True, False, False),
+            "+merged_rollouts": (False, True, False), "ftkit": (True, True, True)}
+
+
+def trainer_for(levers: tuple[bool, bool, bool], settings: GRPOSettings, rows, steps: int,
+                folder: str):
+    logits, merged, fused = levers
+    env.seed_everything(0)
+    model, tokenizer = models.load("smollm2-135m")
+    model = apply_method(model, AdapterConfig(lora_r=16, lora_alpha=32.0, lora_dropout=0.0))
+    if fused:
+        use_fused_lora(model)
+    cls = grpo.rollout_trainer_class(logits, merged)
+    args = grpo.grpo_arguments(settings, folder, seed=0, max_steps=steps, disable_tqdm=True)
+    return cls(model=model, reward_funcs=grpo.rewards_by_name(settings.rewards), args=args,
+               train_dataset=grpo.grpo_dataset(rows), processing_class=tokenizer)
+
+
+def one_variant(name: str, settings: GRPOSettings, steps: int) -> dict:
+    """Train ``name`` for one untimed and ``steps`` timed steps; its step times and rewards."""
+    import resource
+
+    from transformers import TrainerCallback
+
+    root = Path(__file__).resolve().parents[1]
+    rows = grpo.load_records(root / "data/extraction_tasks/train.jsonl")
+    times, rewards = [], []
+
+    class Clock(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):
+            self.started = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            times.append(time.perf_counter() - self.started)
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "reward" in logs:
+                rewards.append(logs["reward"])
+
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = trainer_for(VARIANTS[name], settings, rows, steps + 1, tmp)
+        trainer.add_callback(Clock())
+        trainer.train()
+    return {"steps_s": times[1:], "rewards": rewards[1:],
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--prompts", type=int, default=4)
+    parser.add_argument("--group", type=int, default=4)
+    parser.add_argument("--tokens", type=int, default=32)
+    parser.add_argument("--variant", help=argparse.SUPPRESS)  # one variant, in a child process
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    settings = GRPOSettings(prompts_per_step=args.prompts, group_size=args.group,
+                            max_completion=args.tokens, kl_beta=0.04)
+    if args.variant:
+        print(json.dumps(one_variant(args.variant, settings, args.steps)))
+        return
+    runs: dict[str, list[dict]] = {v: [] for v in VARIANTS}
+    for round_ in range(args.repeats):
+        for v in VARIANTS:
+            child = subprocess.run(
+                [sys.executable, __file__, "--variant", v, "--steps", str(args.steps),
+                 "--prompts", str(args.prompts), "--group", str(args.group),
+                 "--tokens", str(args.tokens)], capture_output=True, text=True, check=True)
+            runs[v].append(json.loads(child.stdout.strip().splitlines()[-1]))
+            print(f"round {round_ + 1} {v}: {runs[v][-1]['steps_s']}", flush=True)
+    base = statistics.median(t for r in runs["trl"] for t in r["steps_s"])
+    result = {}
+    print(f"{'variant':<22}{'median step s':>14}{'vs trl':>8}{'peak RSS MB':>13}"
+          f"{'mean reward':>13}")
+    for v, rs in runs.items():
+        med = statistics.median(t for r in rs for t in r["steps_s"])
+        peak = max(r["peak_rss_mb"] for r in rs)
+        reward = statistics.mean(x for r in rs for x in r["rewards"])
+        result[v] = {"median_step_s": med, "speedup": base / med, "peak_rss_mb": peak,
+                     "mean_reward": reward, "runs": rs}
+        print(f"{v:<22}{med:>14.1f}{base / med:>8.2f}{peak:>13.0f}{reward:>13.3f}")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
