@@ -8,7 +8,8 @@ completion length and seed for every variant. Variants (``ftkit.align.grpo``):
 - ``+completion_logits``: log-probabilities from the vocabulary head at completion positions
   only (TRL's chunked head projects every position where Triton is missing);
 - ``+merged_rollouts``: the LoRA update merged into the weights while sampling;
-- ``ftkit``: both levers and the fused LoRA layers (``ftkit.train.speed.fused_lora``), the
+- ``+shared_prompts``: each prompt computed once for its group's completions;
+- ``ftkit``: the three levers and the fused LoRA layers (``ftkit.train.speed.fused_lora``), the
   path ``train_grpo`` uses.
 
 Each variant runs in its own process (so that each peak resident memory is its own), one
@@ -41,19 +42,21 @@ from ftkit.core.config import AdapterConfig  # noqa: E402
 from ftkit.train.adapters import apply_method  # noqa: E402
 from ftkit.train.speed.fused_lora import use_fused_lora  # noqa: E402
 
-VARIANTS = {"trl": (False, False, False), "+completion_logits": (True, False, False),
-            "+merged_rollouts": (False, True, False), "ftkit": (True, True, True)}
+# (completion_logits, merged_rollouts, shared_prompts, fused LoRA)
+VARIANTS = {"trl": (False, False, False, False), "+completion_logits": (True, False, False, False),
+            "+merged_rollouts": (False, True, False, False),
+            "+shared_prompts": (False, False, True, False), "ftkit": (True, True, True, True)}
 
 
-def trainer_for(levers: tuple[bool, bool, bool], settings: GRPOSettings, rows, steps: int,
-                folder: str):
-    logits, merged, fused = levers
+def trainer_for(levers: tuple[bool, bool, bool, bool], settings: GRPOSettings, rows,
+                steps: int, folder: str):
+    logits, merged, shared, fused = levers
     env.seed_everything(0)
     model, tokenizer = models.load("smollm2-135m")
     model = apply_method(model, AdapterConfig(lora_r=16, lora_alpha=32.0, lora_dropout=0.0))
     if fused:
         use_fused_lora(model)
-    cls = grpo.rollout_trainer_class(logits, merged)
+    cls = grpo.rollout_trainer_class(logits, merged, shared)
     args = grpo.grpo_arguments(settings, folder, seed=0, max_steps=steps, disable_tqdm=True)
     return cls(model=model, reward_funcs=grpo.rewards_by_name(settings.rewards), args=args,
                train_dataset=grpo.grpo_dataset(rows), processing_class=tokenizer)

@@ -8,8 +8,9 @@ With rewards that a program can check (valid JSON, the right field values, a len
 there is no reward model to train or to fool, only the rules, and those can have loopholes.
 
 The task here: turn a customer message of the shop into the record its ticket system files,
-``{"category": ..., "order": ..., "total": ...}`` (data/extraction_tasks, made by
-``data/make_extraction_tasks.py``). Training runs through TRL's ``GRPOTrainer`` with LoRA;
+``{"order": ..., "total": ...}`` (data/extraction_tasks, made by
+``data/make_extraction_tasks.py``): copy the right numbers, skip the distracting ones, write
+null for what is missing. Training runs through TRL's ``GRPOTrainer`` with LoRA;
 :class:`RolloutGRPOTrainer` adds the kit's speed layer for it on CPUs (see its docstring).
 
 Rewards are plain functions with TRL's signature, ``f(completions, **columns) -> list[float]``
@@ -39,6 +40,7 @@ from ftkit.core import env
 from ftkit.core.config import AdapterConfig, ConfigError, TrainConfig
 from ftkit.core.env import headless
 from ftkit.data.formatting import pairs_dataset
+from ftkit.models.generation import generate_groups, sample_groups
 from ftkit.train import factory, finetune
 from ftkit.train.adapters import apply_method
 from ftkit.train.speed.fastloss import _parts
@@ -47,10 +49,9 @@ from ftkit.train.speed.fused_lora import use_fused_lora
 from ftkit.align.dpo import LiveCurves, token_kl
 from ftkit.align.params import GRPOSettings
 
-FIELDS = ("category", "order", "total")
-CATEGORIES = ("billing", "shipping", "returns", "account", "technical")
-SYSTEM = ("Reply with the message's JSON record: category (billing, shipping, returns, "
-          "account or technical), order, total.")
+FIELDS = ("order", "total")
+SYSTEM = ('Reply with the JSON record {"order": ..., "total": ...}: the order number\'s '
+          "digits as a string, the euros paid as a number, null where not given.")
 GRPO_CURVES = {"reward": "mean reward", "reward_std": "reward spread (std within groups)",
                "kl": "KL to the base (per token)", "completions/mean_length":
                "completion length (tokens)"}
@@ -122,14 +123,15 @@ def field_hits(record: dict | None, row: dict) -> dict[str, bool]:
 
 
 def passes(text: str, row: dict) -> bool:
-    """The check a ticket system would run: a JSON object with exactly the three right fields."""
+    """The check a ticket system would run: a JSON object with exactly the record's keys, each
+    value right."""
     record = parse_record(text)
     return record is not None and set(record) == set(FIELDS) and all(
         field_hits(record, row).values())
 
 
-def _rows(category, order, total) -> list[dict]:
-    return [dict(zip(FIELDS, v)) for v in zip(category, order, total)]
+def _rows(order, total) -> list[dict]:
+    return [dict(zip(FIELDS, v)) for v in zip(order, total)]
 
 
 # ---------------------------------------------------------------- rewards (TRL's signature)
@@ -142,10 +144,10 @@ def valid_json(completions, **_) -> list[float]:
     return out
 
 
-def exact_fields(completions, category, order, total, **_) -> list[float]:
-    """Share of the three fields whose value is exactly right (0 when nothing parses)."""
+def exact_fields(completions, order, total, **_) -> list[float]:
+    """Share of the fields whose value is exactly right (0 when nothing parses)."""
     return [sum(field_hits(parse_record(text_of(c)), row).values()) / len(FIELDS)
-            for c, row in zip(completions, _rows(category, order, total))]
+            for c, row in zip(completions, _rows(order, total))]
 
 
 def stops_after_record(completions, max_chars: int = 80, **_) -> list[float]:
@@ -160,11 +162,12 @@ def stops_after_record(completions, max_chars: int = 80, **_) -> list[float]:
     return out
 
 
-def loose_fields(completions, category, order, total, **_) -> list[float]:
+def loose_fields(completions, order, total, **_) -> list[float]:
     """A reward with a loophole: a field counts as right when its value appears *anywhere* in
-    the answer. Listing every category (or every number) satisfies it without deciding."""
+    the answer. Writing every number of the message (and a null) satisfies it without
+    deciding which number is which."""
     out = []
-    for c, row in zip(completions, _rows(category, order, total)):
+    for c, row in zip(completions, _rows(order, total)):
         text = text_of(c).lower()
         found = [("null" in text) if row[k] is None else (str(row[k]).lower() in text)
                  for k in FIELDS]
@@ -269,7 +272,8 @@ def _trl_grpo():
     return GRPOTrainer
 
 
-def rollout_trainer_class(completion_logits: bool = True, merged_rollouts: bool = True) -> type:
+def rollout_trainer_class(completion_logits: bool = True, merged_rollouts: bool = True,
+                          shared_prompts: bool = True) -> type:
     """TRL's GRPOTrainer with the kit's speed layer for rollouts on a CPU, each lever optional.
 
     - ``completion_logits``: log-probabilities from the vocabulary head applied only at the
@@ -278,13 +282,15 @@ def rollout_trainer_class(completion_logits: bool = True, merged_rollouts: bool 
       through its chunk loop. The values are the same (a test compares them).
     - ``merged_rollouts``: the LoRA update merged into the weights while sampling completions,
       unmerged before the gradient step: generation runs through plain Linear layers.
+    - ``shared_prompts``: each prompt of a group computed once for its ``group_size``
+      completions (``models.generation.generate_groups``) instead of once per completion.
     Measured side by side in ``benchmarks/grpo_step.py``.
     """
     base = _trl_grpo()
 
     class RolloutGRPOTrainer(base):
         ftkit_levers = {"completion_logits": completion_logits,
-                        "merged_rollouts": merged_rollouts}
+                        "merged_rollouts": merged_rollouts, "shared_prompts": shared_prompts}
 
         def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask,
                                                logits_to_keep, batch_size=None,
@@ -300,11 +306,22 @@ def rollout_trainer_class(completion_logits: bool = True, merged_rollouts: bool 
                                     self.temperature, batch_size, compute_entropy,
                                     self.accelerator.autocast)
 
-        def _generate_single_turn(self, *args, **kwargs):
-            if not merged_rollouts or self.use_vllm or not hasattr(self.model, "merge_adapter"):
-                return super()._generate_single_turn(*args, **kwargs)
-            with merged_adapter(self.model):
-                return super()._generate_single_turn(*args, **kwargs)
+        def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations,
+                                  *args, **kwargs):
+            merge = merged_rollouts and hasattr(self.model, "merge_adapter")
+            with merged_adapter(self.model) if merge else contextlib.nullcontext():
+                if (shared_prompts and not self.use_vllm and not self.args.use_transformers_paged
+                        and images is None and not multimodal_fields):
+                    model = self.accelerator.unwrap_model(self.model)
+                    model.eval()
+                    done = generate_groups(model, prompt_ids, num_generations,
+                                           self.generation_config,
+                                           self._tokenizer.pad_token_id, self.eos_token_ids)
+                    model.train()
+                    if done is not None:
+                        return done, None
+                return super()._generate_single_turn(prompt_ids, images, multimodal_fields,
+                                                     num_generations, *args, **kwargs)
 
     return RolloutGRPOTrainer
 
@@ -336,7 +353,10 @@ def grpo_arguments(settings: GRPOSettings, output_dir: str, seed: int = 42, beta
     """TRL ``GRPOConfig`` from the notebook's settings; ``overrides`` win.
 
     One optimiser step per generation batch: ``prompts_per_step`` prompts, ``group_size``
-    completions each. CPU-friendly defaults as for DPO (``use_cpu``, fp32 where bf16 is slow,
+    completions each. Advantages are rewards minus their group's mean, not divided by the
+    group's spread (``scale_rewards="none"``, as Dr. GRPO argues, Liu et al. 2025): with
+    groups of four nearly equal rewards, dividing by a tiny spread turns a difference of one
+    length-limit point into a full-size update. CPU-friendly defaults as for DPO (``use_cpu``, fp32 where bf16 is slow,
     no gradient checkpointing, no checkpoints), a constant learning rate.
     """
     from trl import GRPOConfig
@@ -350,7 +370,7 @@ def grpo_arguments(settings: GRPOSettings, output_dir: str, seed: int = 42, beta
         * settings.group_size, num_generations=settings.group_size,
         max_completion_length=settings.max_completion, temperature=settings.temperature,
         beta=settings.kl_beta if beta is None else beta, epsilon=settings.clip_eps,
-        loss_type="dapo", scale_rewards="group", lr_scheduler_type="constant", warmup_steps=0,
+        loss_type="dapo", scale_rewards="none", lr_scheduler_type="constant", warmup_steps=0,
         use_cpu=not torch.cuda.is_available(), bf16=env.use_bf16(False),
         gradient_checkpointing=False, logging_steps=1, save_strategy="no", report_to=[],
         disable_tqdm=headless(), dataloader_num_workers=0, log_completions=False)
@@ -386,7 +406,8 @@ class GRPORun:
 def train_grpo(start, tokenizer, adapter: AdapterConfig, settings: GRPOSettings,
                rows: list[dict], rewards: list[Reward], output_dir: str, seed: int = 42,
                beta: float | None = None, steps: int | None = None, label: str = "GRPO",
-               completion_logits: bool = True, merged_rollouts: bool = True) -> GRPORun:
+               completion_logits: bool = True, merged_rollouts: bool = True,
+               shared_prompts: bool = True) -> GRPORun:
     """GRPO on a fresh LoRA adapter over a copy of ``start`` (a plain model, e.g. the merged
     cold start; it stays as it is), with live plots of the mean reward, the reward spread
     within groups, the KL to ``start`` (the reference: the adapter switched off) and the
@@ -405,7 +426,7 @@ def train_grpo(start, tokenizer, adapter: AdapterConfig, settings: GRPOSettings,
     env.seed_everything(seed)
     model = apply_method(copy.deepcopy(start), adapter).train()
     use_fused_lora(model)
-    trainer_cls = rollout_trainer_class(completion_logits, merged_rollouts)
+    trainer_cls = rollout_trainer_class(completion_logits, merged_rollouts, shared_prompts)
     curves = LiveCurves(GRPO_CURVES, label, every=max(1, steps // 6))
     trainer = factory.build(trainer_cls, model, args, path="grpo", plot=curves,
                             reward_funcs=list(rewards), train_dataset=grpo_dataset(rows),
@@ -421,7 +442,7 @@ def train_grpo(start, tokenizer, adapter: AdapterConfig, settings: GRPOSettings,
                    steps * settings.prompts_per_step)
 
 
-def sft_examples(tokenizer, rows: list[dict], max_length: int = 192):
+def sft_examples(tokenizer, rows: list[dict], max_length: int = 256):
     """Supervised examples: each conversation in the chat template, the right record as the
     completion (the loss sees the completion only)."""
     prompts, completions = [], []
@@ -473,39 +494,20 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return 1.0 - math.comb(n - c, k) / math.comb(n, k)
 
 
-@torch.inference_mode()
 def sample_answers(model, tokenizer, rows: list[dict], n: int, max_new_tokens: int,
                    temperature: float = 1.0, batch_prompts: int = 8, greedy_first: bool = True,
                    progress=None) -> list[list[str]]:
     """``n`` answers per row's prompt: the first greedy (what a deployment returns) when
-    ``greedy_first``, the rest sampled at ``temperature``; the adapter merged while sampling."""
+    ``greedy_first``, the rest sampled at ``temperature``; each prompt computed once for all
+    its answers (``models.generation.sample_groups``), the adapter merged while sampling."""
     texts = [tokenizer.apply_chat_template(prompt_of(r), tokenize=False,
                                            add_generation_prompt=True) for r in rows]
-    side, tokenizer.padding_side = tokenizer.padding_side, "left"
     out: list[list[str]] = []
     starts = range(0, len(texts), batch_prompts)
-    try:
-        with merged_adapter(model):
-            for i in (progress(starts, desc="sample") if progress else starts):
-                enc = tokenizer(texts[i:i + batch_prompts], return_tensors="pt", padding=True,
-                                add_special_tokens=False).to(model.device)
-                groups: list[list[str]] = [[] for _ in range(enc["input_ids"].shape[0])]
-                plan = [(1, False)] * int(greedy_first) + [(n - int(greedy_first), True)]
-                for count, sample in plan:
-                    if count <= 0:
-                        continue
-                    ids = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=sample,
-                                         temperature=temperature if sample else None,
-                                         top_p=None, top_k=None,
-                                         num_return_sequences=count,
-                                         pad_token_id=tokenizer.pad_token_id)
-                    decoded = tokenizer.batch_decode(ids[:, enc["input_ids"].shape[1]:],
-                                                     skip_special_tokens=True)
-                    for j, text in enumerate(decoded):
-                        groups[j // count].append(text.strip())
-                out += groups
-    finally:
-        tokenizer.padding_side = side
+    with merged_adapter(model):
+        for i in (progress(starts, desc="sample") if progress else starts):
+            out += sample_groups(model, tokenizer, texts[i:i + batch_prompts], n,
+                                 max_new_tokens, temperature, greedy_first)
     return out
 
 
@@ -543,15 +545,16 @@ def evaluate_policy(model, tokenizer, rows: list[dict], n: int, ks: list[int],
 
 def hacking_report(answers: list[list[str]], rows: list[dict]) -> dict:
     """What a policy trained on :func:`loose_fields` writes: the loophole's reward, the strict
-    check, and how often an answer names several categories or is not one record."""
+    check, and how often an answer holds more numbers than its right record (every number of
+    the message, say) or is not one record alone."""
     flat = [(t, r) for a, r in zip(answers, rows) for t in a]
     texts = [t for t, _ in flat]
     cols = {k: [r[k] for _, r in flat] for k in FIELDS}
-    several = [sum(c in t.lower() for c in CATEGORIES) > 1 for t in texts]
+    extra = [len(re.findall(r"\d+", t)) > sum(r[k] is not None for k in FIELDS) for t, r in flat]
     return {"loose_reward": statistics.mean(loose_fields(texts, **cols)),
             "exact_fields": statistics.mean(exact_fields(texts, **cols)),
             "passes": statistics.mean(passes(t, r) for t, r in flat),
-            "several_categories": statistics.mean(several),
+            "extra_numbers": statistics.mean(extra),
             "not_one_record": 1 - statistics.mean(stops_after_record(texts))}
 
 
@@ -573,9 +576,10 @@ def runs_figure(runs: dict[str, GRPORun]):
 
 
 def scores_figure(table):
-    """pass@1, pass@k, valid JSON and category accuracy per policy (rows of ``table``)."""
+    """pass@1, pass@k, valid JSON and per-field accuracy per policy (rows of ``table``)."""
 
-    cols = [c for c in table.columns if c.startswith("pass@")] + ["valid_json", "category_acc"]
+    cols = [c for c in table.columns if c.startswith("pass@")] + ["valid_json"] + [
+        f"{k}_acc" for k in FIELDS]
     ax = table[cols].plot.bar(figsize=(9, 3.4), rot=0)
     ax.set(ylim=(0, 1.05), title="held-out answers: what passes the ticket system's check")
     ax.legend(fontsize=8, ncol=len(cols))

@@ -4,6 +4,7 @@ Used in notebooks/03_model_initialisation.ipynb and later notebooks that compare
 """
 from __future__ import annotations
 
+import copy
 import statistics
 import time
 
@@ -69,6 +70,87 @@ def chat_batch(model, tokenizer, prompts: list[str], max_new_tokens: int = 48,
     finally:
         tokenizer.padding_side = side
     return [a.strip() for a in answers]
+
+
+def _prefill(model, ids: torch.Tensor, mask: torch.Tensor):
+    """The key/value cache of left-padded prompts without their last token (generate feeds
+    that one), at the positions generate gives them."""
+    from transformers import DynamicCache
+
+    cache = DynamicCache(config=model.config)
+    position = (mask.cumsum(-1) - 1).clamp(min=0)
+    model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=position[:, :-1],
+          past_key_values=cache, use_cache=True)
+    return cache
+
+
+def _continue(model, ids, mask, cache, count: int, last: bool, **generate_kwargs):
+    """``count`` continuations of each prompt from its prefilled ``cache`` (copied unless
+    ``last``: generate extends the cache it is given)."""
+    past = cache if last else copy.deepcopy(cache)
+    if count > 1:
+        past.batch_repeat_interleave(count)
+    out = model.generate(input_ids=ids.repeat_interleave(count, 0),
+                         attention_mask=mask.repeat_interleave(count, 0), past_key_values=past,
+                         **generate_kwargs)
+    return out[:, ids.shape[1]:]
+
+
+@torch.inference_mode()
+def sample_groups(model, tokenizer, texts: list[str], n: int, max_new_tokens: int,
+                  temperature: float = 1.0, greedy_first: bool = True) -> list[list[str]]:
+    """``n`` answers to each of ``texts`` (prompts already in the chat template), the prompt
+    computed once per text rather than once per answer.
+
+    ``generate(num_return_sequences=n)`` copies every prompt ``n`` times before the first
+    forward pass, so a prompt of P tokens costs ``n · P`` token-forwards; here each prompt
+    (all but its last token) runs once, its key/value cache is repeated ``n`` times, and
+    generation continues from there: ``P`` token-forwards, the same greedy answers (a test
+    compares them with plain ``generate``). With ``greedy_first`` the first answer is greedy
+    and the other ``n - 1`` are sampled at ``temperature``.
+    """
+    side, tokenizer.padding_side = tokenizer.padding_side, "left"
+    try:
+        enc = tokenizer(texts, return_tensors="pt", padding=True,
+                        add_special_tokens=False).to(model.device)
+    finally:
+        tokenizer.padding_side = side
+    ids, mask = enc["input_ids"], enc["attention_mask"]
+    cache = _prefill(model, ids, mask)
+    plan = [(c, s) for c, s in [(1, False)] * int(greedy_first) + [(n - int(greedy_first), True)]
+            if c > 0]
+    groups: list[list[str]] = [[] for _ in texts]
+    for i, (count, sample) in enumerate(plan):
+        out = _continue(model, ids, mask, cache, count, i == len(plan) - 1,
+                        max_new_tokens=max_new_tokens, do_sample=sample,
+                        temperature=temperature if sample else None, top_p=None, top_k=None,
+                        pad_token_id=tokenizer.pad_token_id)
+        for j, text in enumerate(tokenizer.batch_decode(out, skip_special_tokens=True)):
+            groups[j // count].append(text.strip())
+    return groups
+
+
+@torch.inference_mode()
+def generate_groups(model, prompt_ids: list[list[int]], group: int, generation_config,
+                    pad_token_id: int, eos_token_ids: list[int]) -> list[list[int]] | None:
+    """Completions for token-id prompts that come in runs of ``group`` identical ones (as a
+    GRPO trainer asks for them), each distinct prompt computed once; every completion cut
+    after its first end token. None when the prompts do not come in such runs."""
+    distinct = prompt_ids[::group]
+    if group < 1 or len(prompt_ids) != len(distinct) * group or any(
+            prompt_ids[k] != distinct[k // group] for k in range(len(prompt_ids))):
+        return None
+    width = max(map(len, distinct))
+    device = next(model.parameters()).device
+    ids = torch.tensor([[pad_token_id] * (width - len(p)) + p for p in distinct], device=device)
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in distinct], device=device)
+    out = _continue(model, ids, mask, _prefill(model, ids, mask), group, True,
+                    generation_config=generation_config)
+    completions = []
+    for row in out.tolist():
+        end = next((k for k, t in enumerate(row) if t in eos_token_ids), len(row) - 1)
+        completions.append(row[:end + 1])
+    return completions
 
 
 @torch.inference_mode()

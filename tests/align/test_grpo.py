@@ -14,33 +14,34 @@ from ftkit.models.tiny import tiny_llama
 ROW = {"message": "Where is order #12345? I paid 80 euros.", "category": "shipping",
        "order": "12345", "total": 80}
 COLS = {k: [ROW[k]] for k in grpo.FIELDS}
-RIGHT = '{"category": "shipping", "order": "12345", "total": 80}'
+RIGHT = '{"order": "12345", "total": 80}'
 
 
 def test_parse_and_pass():
     assert grpo.parse_record("Sure: " + RIGHT + " bye") == json.loads(RIGHT)
     assert grpo.parse_record("no json here") is None and grpo.parse_record("{bad}") is None
     assert grpo.passes(RIGHT, ROW)
-    assert grpo.passes('{"category": "shipping", "order": 12345, "total": 80}', ROW)
-    assert not grpo.passes('{"category": "shipping", "order": "12345", "total": "80"}', ROW)
-    assert not grpo.passes('{"category": "shipping", "order": "12345"}', ROW)
+    assert grpo.passes('{"order": 12345, "total": 80}', ROW)
+    assert not grpo.passes('{"order": "12345", "total": "80"}', ROW)
+    assert not grpo.passes('{"order": "12345"}', ROW)
+    assert not grpo.passes('{"order": "12345", "total": 80, "category": "shipping"}', ROW)
     nulls = {**ROW, "order": None, "total": None}
-    assert grpo.passes('{"category": "shipping", "order": null, "total": null}', nulls)
-    assert grpo.field_hits(None, ROW) == {"category": False, "order": False, "total": False}
+    assert grpo.passes('{"order": null, "total": null}', nulls)
+    assert grpo.field_hits(None, ROW) == {"order": False, "total": False}
 
 
 def test_rewards_pay_for_what_they_say():
-    answers = [RIGHT, RIGHT + " Hope this helps!", RIGHT.replace("shipping", "billing"),
-               '{"x": 1}', "shipping 12345 80 null"]
+    answers = [RIGHT, RIGHT + " Hope this helps!", RIGHT.replace("80", "12"),
+               '{"x": 1}', "12345 80 null"]
     cols = {k: v * len(answers) for k, v in COLS.items()}
     assert grpo.valid_json(answers) == [1.0, 1.0, 1.0, 0.5, 0.0]
-    assert grpo.exact_fields(answers, **cols) == pytest.approx([1, 1, 2 / 3, 0, 0])
+    assert grpo.exact_fields(answers, **cols) == pytest.approx([1, 1, 1 / 2, 0, 0])
     assert grpo.stops_after_record(answers) == [1.0, 0.0, 1.0, 1.0, 0.0]
     # the loophole: no record at all, yet every value "appears"
     assert grpo.loose_fields(answers, **cols)[-1] == 1.0
-    listed = RIGHT.replace('"shipping"', '"billing or shipping or returns"')
+    listed = '{"order": "12345 80", "total": 80}'
     assert grpo.loose_fields([listed], **COLS) == [1.0] and not grpo.passes(listed, ROW)
-    assert grpo.hacking_report([[listed, RIGHT]], [ROW])["several_categories"] == 0.5
+    assert grpo.hacking_report([[listed, RIGHT]], [ROW])["extra_numbers"] == 0.5
 
 
 def test_chat_completions_are_read_as_text():
@@ -48,14 +49,14 @@ def test_chat_completions_are_read_as_text():
 
 
 def test_checked_names_the_reward_and_the_prompt():
-    def fussy(completions, category, **_):
-        return [1.0 / (c != "billing") for c in category]
+    def fussy(completions, order, **_):
+        return [1.0 / (o is not None) for o in order]
 
     prompts = [grpo.prompt_of(ROW), grpo.prompt_of({**ROW, "message": "Charged twice!"})]
     wrapped = grpo.checked(fussy)
-    assert wrapped(prompts=prompts[:1], completions=[RIGHT], category=["shipping"]) == [1.0]
+    assert wrapped(prompts=prompts[:1], completions=[RIGHT], order=["12345"]) == [1.0]
     with pytest.raises(grpo.RewardError, match=r"'fussy' raised ZeroDivisionError.*Charged twice"):
-        wrapped(prompts=prompts, completions=[RIGHT, RIGHT], category=["shipping", "billing"])
+        wrapped(prompts=prompts, completions=[RIGHT, RIGHT], order=["12345", None])
 
 
 @pytest.mark.parametrize("values, match", [
@@ -181,7 +182,7 @@ def test_evaluate_policy_scores_greedy_and_samples(tiny_run):
     run, _, tok, rows = tiny_run
     row, answers = grpo.evaluate_policy(run.model, tok, rows, 3, [1, 3], max_new_tokens=4)
     assert [len(a) for a in answers] == [3, 3]
-    assert {"pass@1", "pass@3", "valid_json", "category_acc", "kl_to_base"} <= set(row)
+    assert {"pass@1", "pass@3", "valid_json", "order_acc", "kl_to_base"} <= set(row)
     again, _ = grpo.evaluate_policy(run.model, tok, rows, 1, [1], max_new_tokens=4, kl=False)
     assert [a[0] for a in answers] == [a[0] for a in grpo.sample_answers(run.model, tok, rows, 1, 4)]
     assert again["kl_to_base"] == 0.0
@@ -206,3 +207,20 @@ def test_a_reward_that_raises_stops_training_naming_the_prompt(tiny_run, tmp_pat
     with pytest.raises(grpo.RewardError, match="'broken' raised TypeError.*charged twice"):
         grpo.train_grpo(start, tok, AdapterConfig(lora_r=2), settings, rows,
                         [grpo.checked(broken)], str(tmp_path))
+
+
+def test_rollouts_take_the_shared_prompt_path(tiny_run, tmp_path, monkeypatch):
+    _, start, tok, rows = tiny_run
+    calls = []
+    real = grpo.generate_groups
+
+    def counting(*args, **kwargs):
+        out = real(*args, **kwargs)
+        calls.append(out is not None)
+        return out
+
+    monkeypatch.setattr(grpo, "generate_groups", counting)
+    settings = GRPOSettings(grpo_steps=1, prompts_per_step=2, group_size=2, max_completion=4)
+    grpo.train_grpo(start, tok, AdapterConfig(lora_r=2), settings, rows,
+                    grpo.rewards_by_name(["valid_json"]), str(tmp_path))
+    assert calls == [True]
