@@ -372,7 +372,8 @@ def grpo_arguments(settings: GRPOSettings, output_dir: str, seed: int = 42, beta
         beta=settings.kl_beta if beta is None else beta, epsilon=settings.clip_eps,
         loss_type="dapo", scale_rewards="none", lr_scheduler_type="constant", warmup_steps=0,
         use_cpu=not torch.cuda.is_available(), bf16=env.use_bf16(False),
-        gradient_checkpointing=False, logging_steps=1, save_strategy="no", report_to=[],
+        gradient_checkpointing=False, logging_steps=1, save_strategy="no",
+        report_to=["tensorboard"],
         disable_tqdm=headless(), dataloader_num_workers=0, log_completions=False)
     return GRPOConfig(**{**args, **overrides})
 

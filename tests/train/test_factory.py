@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from ftkit.align import dpo, reward
+from ftkit.align import dpo, grpo, reward
+from ftkit.align.params import GRPOSettings
 from ftkit.asr import whisper
-from ftkit.core.config import TrainConfig
+from ftkit.core.config import AdapterConfig, TrainConfig
 from ftkit.data import formatting
 from ftkit.models.tiny import tiny_llama
 from ftkit.train import factory, lora_classifier, sft, toplayers
@@ -36,6 +37,14 @@ def run_dpo(tmp_path, request):
     pairs = datasets.Dataset.from_list([{"prompt": "Capital of France?", "chosen": "Paris.",
                                          "rejected": "Rome."}] * 4)
     dpo.make_dpo_trainer(model, tok, pairs, TRAIN, 0.1, str(tmp_path), max_length=32).train()
+
+
+def run_grpo(tmp_path, request):
+    model, tok = tiny_llama()
+    row = {"message": "Order #12345, 80 euros.", "order": "12345", "total": 80}
+    settings = GRPOSettings(grpo_steps=1, prompts_per_step=2, group_size=2, max_completion=4)
+    grpo.train_grpo(model, tok, AdapterConfig(lora_r=2), settings, [row, row],
+                    grpo.rewards_by_name(["valid_json"]), str(tmp_path))
 
 
 def run_whisper(tmp_path, request):
@@ -86,7 +95,7 @@ def run_top_layers(tmp_path, request):
              output_dir=str(tmp_path), live=True)
 
 
-RUNS = {"sft": run_sft, "dpo": run_dpo, "whisper": run_whisper, "vqa": run_vqa,
+RUNS = {"sft": run_sft, "dpo": run_dpo, "grpo": run_grpo, "whisper": run_whisper, "vqa": run_vqa,
         "classifier": run_classifier, "reward": run_reward, "contrastive": run_contrastive,
         "top_layers": run_top_layers}
 
@@ -127,7 +136,8 @@ def test_each_path_trains_through_the_factory(path, tmp_path, request, built_tra
 def assert_shared_callbacks(trainer, tmp_path):
     (plot,) = [c for c in trainer.callback_handler.callbacks
                if isinstance(c, (LivePlotCallback, dpo.LiveCurves))]
-    losses = plot.train if isinstance(plot, LivePlotCallback) else plot.points["loss"]
+    key = "reward" if trainer.ftkit_path == "grpo" else "loss"  # GRPO plots its reward
+    losses = plot.train if isinstance(plot, LivePlotCallback) else plot.points[key]
     assert losses and np.isfinite(losses[-1][1]), "the live plot saw the training loss"
     assert list(tmp_path.rglob("events.out.tfevents.*")), "TensorBoard event files by default"
 
