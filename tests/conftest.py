@@ -1,4 +1,8 @@
 """Fixtures shared by several test modules."""
+import importlib.util
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -69,3 +73,13 @@ def built_trainers(monkeypatch):
 
     monkeypatch.setattr(factory, "build", spy)
     return built
+
+
+def data_script(name: str):
+    """A generator script of data/ imported as a module (``name`` without ``.py``)."""
+    path = Path(__file__).resolve().parents[1] / "data" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module

@@ -32,6 +32,7 @@ from ftkit.align.dpo import judge_policy, policy_row, token_kl
 from ftkit.align.params import PPOSettings
 from ftkit.core.config import ConfigError
 from ftkit.core.env import bf16_autocast
+from ftkit.models.generation import left_padded
 from ftkit.train.adapters import require_peft
 from ftkit.train.loop import CallbackLoop
 from ftkit.train.trainers import loss_arguments, run_folder
@@ -86,12 +87,7 @@ def rollout(model, tokenizer, prompts: list[str], samples: int, max_new_tokens: 
     """
     texts = [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
                                            add_generation_prompt=True) for p in prompts]
-    side, tokenizer.padding_side = tokenizer.padding_side, "left"
-    try:
-        enc = tokenizer(texts, return_tensors="pt", padding=True,
-                        add_special_tokens=False).to(model.device)
-    finally:
-        tokenizer.padding_side = side
+    enc = left_padded(tokenizer, texts, model.device)
     model.eval()
     out = model.generate(**enc, do_sample=True, temperature=temperature, top_k=0, top_p=1.0,
                          max_new_tokens=max_new_tokens, min_new_tokens=min(2, max_new_tokens),

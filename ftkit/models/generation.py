@@ -72,6 +72,16 @@ def chat_batch(model, tokenizer, prompts: list[str], max_new_tokens: int = 48,
     return [a.strip() for a in answers]
 
 
+def left_padded(tokenizer, texts: list[str], device=None) -> dict:
+    """``texts`` (already in the chat template) as one left-padded batch, on ``device``."""
+    side, tokenizer.padding_side = tokenizer.padding_side, "left"
+    try:
+        enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+    finally:
+        tokenizer.padding_side = side
+    return enc.to(device) if device is not None else enc
+
+
 def _prefill(model, ids: torch.Tensor, mask: torch.Tensor):
     """The key/value cache of left-padded prompts without their last token (generate feeds
     that one), at the positions generate gives them."""
@@ -109,12 +119,7 @@ def sample_groups(model, tokenizer, texts: list[str], n: int, max_new_tokens: in
     compares them with plain ``generate``). With ``greedy_first`` the first answer is greedy
     and the other ``n - 1`` are sampled at ``temperature``.
     """
-    side, tokenizer.padding_side = tokenizer.padding_side, "left"
-    try:
-        enc = tokenizer(texts, return_tensors="pt", padding=True,
-                        add_special_tokens=False).to(model.device)
-    finally:
-        tokenizer.padding_side = side
+    enc = left_padded(tokenizer, texts, model.device)
     ids, mask = enc["input_ids"], enc["attention_mask"]
     cache = _prefill(model, ids, mask)
     plan = [(c, s) for c, s in [(1, False)] * int(greedy_first) + [(n - int(greedy_first), True)]

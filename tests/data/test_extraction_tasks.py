@@ -1,22 +1,16 @@
 """data/make_extraction_tasks.py: seeded, balanced, and every record readable from its message."""
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import data_script
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def gen():
-    spec = importlib.util.spec_from_file_location("make_extraction_tasks",
-                                                  ROOT / "data" / "make_extraction_tasks.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return data_script("make_extraction_tasks")
 
 
 def test_same_seed_same_rows_other_seed_differs(gen):

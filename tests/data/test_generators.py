@@ -1,10 +1,9 @@
 """data/make_support_records.py: seeded, with every kind of problem, written to four formats."""
-import importlib.util
-import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from conftest import data_script
 
 from ftkit.data import load, pii, prep
 
@@ -13,12 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def gen():
-    spec = importlib.util.spec_from_file_location("make_support_records",
-                                                  ROOT / "data" / "make_support_records.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return data_script("make_support_records")
 
 
 def test_same_seed_same_records_other_seed_differs(gen):
