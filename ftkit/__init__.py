@@ -33,7 +33,7 @@ Where each notebook's code lives::
     15_monitoring              monitor.signals, monitor.responses, monitor.retrain
     16_whisper_asr             asr.whisper, asr.audio
     17_multimodal_vqa          vqa.train, vqa.model
-    18_grpo_verifiable_rewards align.grpo
+    18_grpo_verifiable_rewards align.grpo, align.verifiable
 
 Imports are lazy so that the ``ftkit`` command starts without loading torch.
 """
