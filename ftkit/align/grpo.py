@@ -63,7 +63,7 @@ from ftkit.align.verifiable import (  # noqa: F401  (re-exported for notebook 18
 )
 
 GRPO_CURVES = {"reward": "mean reward", "reward_std": "reward spread (std within groups)",
-               "kl": "KL to the base (per token)", "completions/mean_length":
+               "kl": "KL to the reference (per token)", "completions/mean_length":
                "completion length (tokens)"}
 
 
@@ -84,12 +84,6 @@ def merged_adapter(model):
             model._ftkit_merged = False
 
 
-def _trl_grpo():
-    from trl import GRPOTrainer
-
-    return GRPOTrainer
-
-
 def rollout_trainer_class(completion_logits: bool = True, merged_rollouts: bool = True,
                           shared_prompts: bool = True) -> type:
     """TRL's GRPOTrainer with the kit's speed layer for rollouts on a CPU, each lever optional.
@@ -104,9 +98,9 @@ def rollout_trainer_class(completion_logits: bool = True, merged_rollouts: bool 
       completions (``models.generation.generate_groups``) instead of once per completion.
     Measured side by side in ``benchmarks/grpo_step.py``.
     """
-    base = _trl_grpo()
+    from trl import GRPOTrainer
 
-    class RolloutGRPOTrainer(base):
+    class RolloutGRPOTrainer(GRPOTrainer):
         ftkit_levers = {"completion_logits": completion_logits,
                         "merged_rollouts": merged_rollouts, "shared_prompts": shared_prompts}
 
@@ -126,7 +120,7 @@ def rollout_trainer_class(completion_logits: bool = True, merged_rollouts: bool 
 
         def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations,
                                   *args, **kwargs):
-            merge = merged_rollouts and hasattr(self.model, "merge_adapter")
+            merge = merged_rollouts and not self.use_vllm
             with merged_adapter(self.model) if merge else contextlib.nullcontext():
                 if (shared_prompts and not self.use_vllm and not self.args.use_transformers_paged
                         and images is None and not multimodal_fields):
@@ -348,17 +342,20 @@ def score_answers(answers: list[list[str]], rows: list[dict], ks: list[int]) -> 
 def evaluate_policy(model, tokenizer, rows: list[dict], n: int, ks: list[int],
                     max_new_tokens: int, temperature: float = 1.0, progress=None,
                     kl: bool = True) -> tuple[dict, list[list[str]]]:
-    """Score a policy on held-out rows; with ``kl``, also its KL to the base (adapter off)
-    along its own greedy answers, summed over each answer's tokens (nats)."""
+    """Score a policy on held-out rows; with ``kl``, also ``kl_to_ref``: its KL to its
+    reference (the same model with the adapter off: the cold start GRPO began from) along its
+    own greedy answers, summed over each answer's tokens (nats). ``kl_to_ref`` is 0.0 for a
+    model without an adapter (its own reference) and when ``kl`` is off (not measured: leave
+    it out of tables)."""
     answers = sample_answers(model, tokenizer, rows, n, max_new_tokens, temperature,
                              progress=progress)
     row = score_answers(answers, rows, ks)
     if kl and hasattr(model, "disable_adapter"):
         greedy = [a[0] for a in answers]
-        row["kl_to_base"] = statistics.mean(token_kl(model, tokenizer,
+        row["kl_to_ref"] = statistics.mean(token_kl(model, tokenizer,
                                                      [prompt_of(r) for r in rows], greedy))
     else:
-        row["kl_to_base"] = 0.0
+        row["kl_to_ref"] = 0.0
     return row, answers
 
 

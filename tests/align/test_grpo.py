@@ -182,10 +182,10 @@ def test_evaluate_policy_scores_greedy_and_samples(tiny_run):
     run, _, tok, rows = tiny_run
     row, answers = grpo.evaluate_policy(run.model, tok, rows, 3, [1, 3], max_new_tokens=4)
     assert [len(a) for a in answers] == [3, 3]
-    assert {"pass@1", "pass@3", "valid_json", "order_acc", "kl_to_base"} <= set(row)
+    assert {"pass@1", "pass@3", "valid_json", "order_acc", "kl_to_ref"} <= set(row)
     again, _ = grpo.evaluate_policy(run.model, tok, rows, 1, [1], max_new_tokens=4, kl=False)
     assert [a[0] for a in answers] == [a[0] for a in grpo.sample_answers(run.model, tok, rows, 1, 4)]
-    assert again["kl_to_base"] == 0.0
+    assert again["kl_to_ref"] == 0.0
 
 
 def test_train_grpo_refuses_a_peft_start_and_too_few_prompts(tiny_run, policy, tmp_path):
