@@ -1,12 +1,18 @@
 """Generate preference triples with a checkable preference: data/preferences/preferences.jsonl.
 
-Every prompt is a short factual question followed by a request for a terse reply ("Answer with
-one word only.", "Reply with just the number." ...). The *chosen* reply is the bare answer; the
-*rejected* reply either ignores the requested length (a full sentence that restates the
-question, the way SmolLM2-135M-Instruct answers such prompts) or is terse but wrong. A
-rule-based judge (``ftkit.evaluate.judge``) can therefore decide every comparison: a reply
-scores one point for holding the right answer and one for keeping to the requested number of
-words.
+Every prompt is a short factual question followed by a request about the reply's form. Two
+thirds ask for a terse reply ("Answer with one word only.", "Reply with just the number." ...):
+the *chosen* reply is the bare answer; the *rejected* one is either a full sentence that
+restates the question (``verbose``: right but too long, the way SmolLM2-135M-Instruct answers
+such prompts) or a bare wrong answer (``wrong``). The other third ask for a short sentence
+("Answer in one short sentence."): the chosen reply is the full sentence and the rejected one
+the same sentence with a wrong answer (``wrong``). Rejected replies are therefore wrong as
+often as they are verbose, and a long reply is the chosen one in a third of the pairs: length
+alone does not separate chosen from rejected, correctness does in half of the pairs.
+
+A rule-based judge (``ftkit.evaluate.judge``) can decide every comparison: a reply scores one
+point for holding the right answer and one for keeping to ``max_words`` (the answer's words
+for a terse ask, 12 for a sentence).
 
 Facts come from small hand-written tables in this file (capitals, arithmetic, opposites,
 plurals, counts, colours, animal sounds). Held-out prompts use *facts* that never occur in the
@@ -78,6 +84,9 @@ TERSE = ["Answer with one word only.", "Answer in a single word.", "One word, pl
          "Reply with just the answer, not a sentence.", "Give only the answer, nothing else."]
 TERSE_NUMBER = ["Reply with just the number.", "Give only the number.",
                 "Answer with the number only.", "Just the number, please."]
+SENTENCE = ["Answer in one short sentence.", "Reply with a short full sentence.",
+            "Please answer in a complete sentence."]
+SENTENCE_WORDS = 12  # the longest sentence reply the judge accepts (the tables' are <= 9)
 
 
 def _fact(family, question, answer, sentence, pool, numeric=False):
@@ -125,14 +134,34 @@ def arithmetic() -> list[dict]:
 
 
 def triple(fact: dict, rng: random.Random) -> dict:
-    """One prompt/chosen/rejected row for ``fact``: rejected is verbose (2/3) or wrong (1/3)."""
-    prompt = f"{fact['question']} {rng.choice(TERSE_NUMBER if fact['numeric'] else TERSE)}"
-    wrong = [w for w in fact["pool"] if w.lower() != fact["answer"].lower()]
-    kind = "verbose" if rng.random() < 2 / 3 else "wrong"
-    rejected = fact["sentence"] if kind == "verbose" else rng.choice(wrong)
-    return {"family": fact["family"], "prompt": prompt, "chosen": fact["answer"],
-            "rejected": rejected, "answer": fact["answer"],
-            "max_words": len(fact["answer"].split()), "rejected_kind": kind}
+    """One prompt/chosen/rejected row for ``fact``.
+
+    A terse ask (2/3 of rows): chosen is the bare answer, rejected a right sentence
+    (``verbose``, 3/4 of them) or a bare wrong answer (``wrong``). A sentence ask (1/3):
+    chosen is the right sentence, rejected the sentence with a wrong answer (``wrong``).
+    """
+    wrong = rng.choice([w for w in fact["pool"] if w.lower() != fact["answer"].lower()])
+    if rng.random() < 2 / 3:
+        ask = rng.choice(TERSE_NUMBER if fact["numeric"] else TERSE)
+        kind = "verbose" if rng.random() < 3 / 4 else "wrong"
+        chosen, max_words = fact["answer"], len(fact["answer"].split())
+        rejected = fact["sentence"] if kind == "verbose" else wrong
+        style = "terse"
+    else:
+        ask, kind, style = rng.choice(SENTENCE), "wrong", "sentence"
+        chosen, max_words = fact["sentence"], SENTENCE_WORDS
+        rejected = swap_answer(fact["sentence"], fact["answer"], wrong)
+    return {"family": fact["family"], "prompt": f"{fact['question']} {ask}", "chosen": chosen,
+            "rejected": rejected, "answer": fact["answer"], "max_words": max_words,
+            "ask": style, "rejected_kind": kind}
+
+
+def swap_answer(sentence: str, answer: str, wrong: str) -> str:
+    """``sentence`` with its (last) mention of ``answer`` replaced by ``wrong``."""
+    head, sep, tail = sentence.rpartition(answer)
+    if not sep:
+        raise ValueError(f"answer {answer!r} not in {sentence!r}")
+    return head + wrong + tail
 
 
 def build(seed: int = 7, n_test: int = 48, n_arithmetic: int = 60) -> list[dict]:

@@ -25,7 +25,7 @@ Where each notebook's code lives::
     05_full_vs_peft            train.finetune, train.assistant
     06_lora_vs_dora            train.finetune, train.dora
     07_adapter_merging         train.merging
-    08_dpo_alignment           align.dpo, data.preferences
+    08_dpo_alignment           align.family, align.dpo, data.preferences
     09_rlhf_reward_and_ppo     align.reward, align.ppo
     12_pruning_and_quantisation  compress.pruning, compress.quantization, compress.gguf_file
     13_evaluation_and_safety   evaluate.harness, evaluate.curves, evaluate.safety (runs: train.curves)

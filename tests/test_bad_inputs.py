@@ -22,7 +22,7 @@ import transformers
 
 import ftkit
 from ftkit import models
-from ftkit.align import grpo
+from ftkit.align import family, grpo
 from ftkit.compress import gguf_file, pruning, quantization
 from ftkit.core import profiles
 from ftkit.core.config import (
@@ -245,6 +245,15 @@ CASES = [
     case("grpo-pass-k-above-samples",
          lambda c: resolve(schema_for("18_grpo_verifiable_rewards"), {"samples": 2, "pass_k": [4]}),
          r"GRPOSettings\.pass_k = \[4\]: each k must be at most samples = 2"),
+    # ---- The preference family (notebook 08) -------------------------------------------
+    case("family-unknown-method",
+         lambda c: resolve(schema_for("08_dpo_alignment"), {"methods": ["ipo", "cpo"]}),
+         r"FamilySettings\.methods = \['ipo', 'cpo'\]: \['cpo'\] unknown; choose from"),
+    case("family-pairs-missing-field",
+         lambda c: family.train_kto([{"prompt": "q", "chosen": "a", "rejected": "b"},
+                                     {"prompt": "q", "chosen": "a"}], "tiny-llama",
+                                    AdapterConfig(), TrainConfig(batch_size=1), str(c.dir)),
+         r"preference row 1: missing field\(s\) \['rejected'\]"),
     # ---- Compression and export (notebook 12) --------------------------------------------
     case("compress-sparsity-one",
          lambda c: resolve(schema_for("12_pruning_and_quantisation"), {"sparsities": [0.3, 1.0]}),

@@ -1,6 +1,7 @@
 """Alignment (paper §6.8-6.9): preference optimisation, reward models and RL.
 
-- :mod:`~ftkit.align.dpo` — DPO through TRL, judged generations, win rate and KL;
+- :mod:`~ftkit.align.dpo` — the DPO loss written out, judged generations, win rate and KL;
+- :mod:`~ftkit.align.family` — DPO, IPO, SimPO, ORPO and KTO through TRL, one function each;
 - :mod:`~ftkit.align.reward` — a reward model trained on preference pairs;
 - :mod:`~ftkit.align.ppo` — a compact PPO loop against the reward model;
 - :mod:`~ftkit.align.verifiable` — a task whose answers a program checks, and its rewards;

@@ -1,4 +1,5 @@
-"""Direct Preference Optimisation with TRL's DPOTrainer, plus the measurements around it (§6.9).
+"""Direct Preference Optimisation: the loss written out, TRL's DPOTrainer, and the measurements
+around it (§6.9).
 
 DPO turns preference pairs into a classification loss on the policy's log-probability ratios
 to a frozen reference (paper §6.9; Rafailov et al.):
@@ -13,7 +14,9 @@ the policy is held to the reference (§6.9.2 recommends sweeping it). :class:`Li
 plots the loss and the implicit-reward margin while training runs; :func:`token_kl` measures
 how far a trained policy moved from its reference on held-out prompts.
 
-Used in notebooks/08_dpo_alignment.ipynb and notebooks/09_rlhf_reward_and_ppo.ipynb.
+The training functions of DPO and of the methods since (IPO, SimPO, ORPO, KTO) live in
+:mod:`ftkit.align.family`. Used in notebooks/08_dpo_alignment.ipynb and
+notebooks/09_rlhf_reward_and_ppo.ipynb.
 """
 from __future__ import annotations
 
@@ -26,20 +29,14 @@ import torch
 import torch.nn.functional as F
 from transformers import TrainerCallback
 
-from ftkit import models
-from ftkit.core import env
-from ftkit.core.config import (
-    AdapterConfig,
-    ConfigError,
-    TrainConfig,
-)
+from ftkit.core.config import ConfigError, TrainConfig
 from ftkit.core.env import headless, use_bf16
 from ftkit.evaluate.judge import judge_rows, summary, win_rate
 from ftkit.models.generation import chat_batch
 from ftkit.train import factory
-from ftkit.train.adapters import apply_method, require_peft
+from ftkit.train.adapters import require_peft
 from ftkit.train.callbacks import show_in_place
-from ftkit.train.sft import report_targets, unwrap
+from ftkit.train.sft import report_targets
 
 
 def choose_threads(requested: int = 0) -> int:
@@ -128,18 +125,18 @@ DPO_CURVES = {"loss": "DPO loss", "rewards/margins": "implicit-reward margin (ch
               "rewards/accuracies": "pairs ranked right"}
 
 
-def dpo_arguments(train: TrainConfig, beta: float, output_dir: str, seed: int = 42,
-                  max_length: int = 256, **overrides: Any):
-    """TRL ``DPOConfig`` from ftkit's TrainConfig; ``overrides`` win.
+def trl_arguments(config_cls: type, train: TrainConfig, output_dir: str, seed: int = 42,
+                  max_length: int = 256, **specific: Any):
+    """A TRL preference config (``DPOConfig``, ``CPOConfig``, ``ORPOConfig``, ``KTOConfig``)
+    from ftkit's TrainConfig; the method's own fields (``beta``, ``loss_type`` ...) in
+    ``specific`` win.
 
     TRL defaults that do not suit a CPU are replaced: bf16 only where it runs (and
     ``use_cpu`` without a GPU, else TRL refuses), no gradient checkpointing (LoRA on a 135M
     model fits easily; recomputation would cost ~30 % more time), no checkpoints.
     """
-    from trl import DPOConfig
-
     args = dict(
-        output_dir=output_dir, seed=seed, beta=beta, learning_rate=train.lr,
+        output_dir=output_dir, seed=seed, learning_rate=train.lr,
         max_steps=train.max_steps or -1, num_train_epochs=train.num_epochs,
         per_device_train_batch_size=train.batch_size, per_device_eval_batch_size=train.batch_size,
         gradient_accumulation_steps=train.grad_accum, warmup_steps=train.warmup_ratio,
@@ -149,7 +146,24 @@ def dpo_arguments(train: TrainConfig, beta: float, output_dir: str, seed: int = 
         logging_steps=1, save_strategy="no", eval_strategy="no",
         report_to=report_targets(train),
         max_length=max_length, disable_tqdm=headless(), dataloader_num_workers=0)
-    return DPOConfig(**{**args, **overrides})
+    return config_cls(**{**args, **specific})
+
+
+def dpo_arguments(train: TrainConfig, beta: float, output_dir: str, seed: int = 42,
+                  max_length: int = 256, **overrides: Any):
+    """TRL ``DPOConfig`` from ftkit's TrainConfig (:func:`trl_arguments`); ``overrides`` win."""
+    from trl import DPOConfig
+
+    return trl_arguments(DPOConfig, train, output_dir, seed, max_length,
+                         **{"beta": beta, **overrides})
+
+
+def require_rows(rows, train: TrainConfig):
+    """``rows`` when one training batch fits in them, else a ConfigError saying so."""
+    if len(rows) < train.batch_size:
+        raise ConfigError(f"TrainConfig.batch_size = {train.batch_size} is larger than the "
+                          f"preference set ({len(rows)} pairs)")
+    return rows
 
 
 def make_dpo_trainer(model, tokenizer, train_ds, train: TrainConfig, beta: float,
@@ -159,55 +173,11 @@ def make_dpo_trainer(model, tokenizer, train_ds, train: TrainConfig, beta: float
     from trl import DPOTrainer
 
     require_peft(model, "make_dpo_trainer")
-    if len(train_ds) < train.batch_size:
-        raise ConfigError(f"TrainConfig.batch_size = {train.batch_size} is larger than the "
-                          f"preference set ({len(train_ds)} pairs)")
+    require_rows(train_ds, train)
     args = dpo_arguments(train, beta, output_dir, seed, max_length, **overrides)
     curves = LiveCurves(DPO_CURVES, title, every=1)  # prints one compact line per step
     return factory.build(DPOTrainer, model, args, path="dpo", plot=curves,
                          train_dataset=train_ds, processing_class=tokenizer)
-
-
-def train_dpo(model_name: str, adapter: AdapterConfig, train: TrainConfig, beta: float,
-              train_ds, output_dir: str, seed: int = 42, max_length: int = 256):
-    """Fresh model + LoRA → DPOTrainer → train; returns ``(model, cost row, log history)``."""
-    env.seed_everything(seed)
-    model, tokenizer = models.load(model_name)
-    model = apply_method(model, adapter)
-    trainer = make_dpo_trainer(model, tokenizer, train_ds, train, beta, output_dir, seed,
-                               title=f"DPO β={beta:g}", max_length=max_length)
-    with env.MemoryTracker() as mem:
-        result = trainer.train()
-
-    logs = [h for h in trainer.state.log_history if "rewards/margins" in h]
-    last = logs[-1] if logs else {}
-    row = {"train_seconds": result.metrics["train_runtime"], "peak_memory_mb": mem.delta_mb,
-           "final_loss": last.get("loss", float("nan")),
-           "final_margin": last.get("rewards/margins", float("nan")),
-           "final_pair_accuracy": last.get("rewards/accuracies", float("nan"))}
-    model = unwrap(trainer).eval()
-    model.config.use_cache = True
-    return model, row, logs
-
-
-def beta_sweep(model_name: str, adapter: AdapterConfig, train: TrainConfig, betas: list[float],
-               train_ds, tokenizer, test_rows: list[dict], ref_judged: list[dict],
-               max_new_tokens: int, gen_batch_size: int, output_dir: str, seed: int = 42,
-               max_length: int = 256, progress=None) -> tuple[list[dict], dict[str, list[str]]]:
-    """DPO at each β on the same pairs; each policy judged on the held-out prompts with its
-    KL to the reference (paper §6.9.2). Returns ``(rows, replies by label)``. Notebook 08."""
-    rows, replies = [], {}
-    for b in sorted(betas):
-        model, cost, _ = train_dpo(model_name, adapter, train, b, train_ds,
-                                   f"{output_dir}/beta_{b:g}", seed, max_length)
-        answers, judged = judge_policy(model, tokenizer, test_rows, max_new_tokens,
-                                       gen_batch_size, progress)
-        kl = token_kl(model, tokenizer, [r["prompt"] for r in test_rows], answers,
-                      gen_batch_size)
-        rows.append({"beta": b, **policy_row(judged, ref_judged, kl), **cost})
-        replies[f"DPO β={b:g}"] = answers
-        del model
-    return rows, replies
 
 
 def reply_batch(tokenizer, prompts: list, replies: list[str]) -> tuple[dict, torch.Tensor]:

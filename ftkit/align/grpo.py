@@ -160,16 +160,17 @@ def completion_logps(parts, input_ids, attention_mask, logits_to_keep: int,
     return torch.cat(logps), (torch.cat(entropies) if compute_entropy else None), None
 
 
-def grpo_arguments(settings: GRPOSettings, output_dir: str, seed: int = 42, beta: float | None = None,
-                   **overrides: Any):
+def grpo_arguments(settings: GRPOSettings, output_dir: str, seed: int = 42,
+                   beta: float | None = None, **overrides: Any):
     """TRL ``GRPOConfig`` from the notebook's settings; ``overrides`` win.
 
     One optimiser step per generation batch: ``prompts_per_step`` prompts, ``group_size``
     completions each. Advantages are rewards minus their group's mean, not divided by the
     group's spread (``scale_rewards="none"``, as Dr. GRPO argues, Liu et al. 2025): with
     groups of four nearly equal rewards, dividing by a tiny spread turns a difference of one
-    length-limit point into a full-size update. CPU-friendly defaults as for DPO (``use_cpu``, fp32 where bf16 is slow,
-    no gradient checkpointing, no checkpoints), a constant learning rate.
+    length-limit point into a full-size update. CPU-friendly defaults as for DPO (``use_cpu``,
+    fp32 where bf16 is slow, no gradient checkpointing, no checkpoints), a constant learning
+    rate.
     """
     from trl import GRPOConfig
 

@@ -1,4 +1,5 @@
-"""Parameter sections of the alignment stage (paper §6.8-6.9): DPO, the reward model, PPO.
+"""Parameter sections of the alignment stage (paper §6.8-6.9): DPO and its family, the reward
+model, PPO, GRPO.
 
 Light on purpose (no torch): notebook schemas, panels and the ``ftkit`` command read them.
 """
@@ -22,6 +23,33 @@ class DPOSettings(Section):
     def check(self) -> None:
         if len(set(self.betas)) != len(self.betas):
             self.fail("betas", "name each β once")
+
+
+# The preference methods of ftkit.align.family.METHODS (a test keeps the two equal).
+METHOD_NAMES = ("dpo", "ipo", "simpo", "orpo", "kto")
+
+
+@dataclass(frozen=True)
+class FamilySettings(Section):
+    """The preference methods trained beside DPO, and their coefficients (notebook 08)."""
+    methods: list[str] = param(["ipo", "simpo", "orpo", "kto"], "Methods trained beside DPO "
+                               "on the same pairs and budget (ftkit.align.family.METHODS).")
+    simpo_beta: float = param(2.0, "SimPO's β: the scale of the length-averaged "
+                              "log-probabilities.", min=0.0, min_exclusive=True, max=100.0,
+                              log=True)
+    simpo_gamma: float = param(0.5, "SimPO's target margin γ.", min=0.0, max=100.0, step=0.1)
+    orpo_lambda: float = param(0.1, "ORPO's weight λ of the odds-ratio term.", min=0.0,
+                               min_exclusive=True, max=100.0, log=True)
+
+    def check(self) -> None:
+        unknown = [m for m in self.methods if m not in METHOD_NAMES]
+        if unknown:
+            self.fail("methods", f"{unknown} unknown; choose from {list(METHOD_NAMES)}")
+        if len(set(self.methods)) != len(self.methods):
+            self.fail("methods", "name each method once")
+        if "dpo" in self.methods:
+            self.fail("methods", "DPO is always trained (its row comes from the β sweep); "
+                      "list the others")
 
 
 @dataclass(frozen=True)
@@ -87,7 +115,8 @@ class GRPOSettings(Section):
                                min=0.0, min_exclusive=True, max=5.0, step=0.1)
     max_completion: int = param(32, "Longest completion, in tokens.", min=4, max=4096)
     rewards: list[str] = param(["valid_json", "exact_fields", "stops_after_record"],
-                               "Built-in rewards summed into the reward (ftkit.align.grpo.REWARDS).")
+                               "Built-in rewards summed into the reward "
+                               "(ftkit.align.grpo.REWARDS).")
     samples: int = param(4, "Answers per held-out prompt: one greedy, the rest sampled.",
                          min=1, max=256)
     pass_k: list[int] = param([4], "k values of pass@k (each at most samples).", min=1)

@@ -94,6 +94,20 @@ def select(rows: list[dict], split: str, n: int = 0, seed: int = 0) -> list[dict
     return chosen[:n] if n else chosen
 
 
+def kto_dataset(rows: list[dict], rng: random.Random | None = None):
+    """Unpaired rows for TRL's KTOTrainer: each pair gives its chosen reply labelled ``True``
+    (desirable) and its rejected reply labelled ``False``, shuffled by ``rng`` when given."""
+    from datasets import Dataset
+
+    validate(rows)
+    out = [{"prompt": [{"role": "user", "content": r["prompt"]}],
+            "completion": [{"role": "assistant", "content": r[side]}],
+            "label": side == "chosen"} for r in rows for side in ("chosen", "rejected")]
+    if rng is not None:
+        rng.shuffle(out)
+    return Dataset.from_list(out)
+
+
 def dpo_dataset(rows: list[dict]):
     """A ``datasets.Dataset`` in TRL's conversational preference format.
 

@@ -8,7 +8,10 @@ trackio: ``TrainConfig.report_to``), and a ``ftkit_path`` tag that says which pa
 The paths:
 
 - ``sft``: causal-LM fine-tuning (``ftkit.train.sft.make_trainer``; notebooks 05-07, 02's LLM);
-- ``dpo``: TRL's DPOTrainer (``ftkit.align.dpo.make_dpo_trainer``; notebooks 08, 09);
+- ``dpo``: TRL's DPOTrainer, DPO and IPO (``ftkit.align.dpo.make_dpo_trainer``,
+  ``ftkit.align.family``; notebooks 08, 09);
+- ``cpo``, ``orpo``, ``kto``: TRL's CPO trainer (as SimPO), ORPO and KTO trainers, the rest
+  of the preference family (``ftkit.align.family``; notebook 08);
 - ``grpo``: TRL's GRPOTrainer with the rollout speed layer (``ftkit.align.grpo``; notebook 18);
 - ``whisper``: decoder fine-tuning on cached encoder states (``ftkit.asr.whisper``; notebook 16);
 - ``vqa``: a vision-language stage (``ftkit.vqa.train.trainer``; notebook 17);
@@ -41,8 +44,8 @@ from transformers.integrations import TensorBoardCallback
 from ftkit.train.callbacks import compact_logs, live_plot
 from ftkit.train.checkpoints import IntegrityCallback
 
-PATHS = ("sft", "dpo", "grpo", "whisper", "vqa", "classifier", "reward", "contrastive",
-         "top_layers")
+PATHS = ("sft", "dpo", "cpo", "orpo", "kto", "grpo", "whisper", "vqa", "classifier", "reward",
+         "contrastive", "top_layers")
 LOOPS = ("ppo",)  # hand-written, with the same callbacks and checkpoints (ftkit.train.loop)
 
 

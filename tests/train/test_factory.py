@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from ftkit.align import dpo, grpo, reward
+from ftkit.align import dpo, family, grpo, reward
 from ftkit.align.params import GRPOSettings
 from ftkit.asr import whisper
 from ftkit.core.config import AdapterConfig, TrainConfig
@@ -37,6 +37,16 @@ def run_dpo(tmp_path, request):
     pairs = datasets.Dataset.from_list([{"prompt": "Capital of France?", "chosen": "Paris.",
                                          "rejected": "Rome."}] * 4)
     dpo.make_dpo_trainer(model, tok, pairs, TRAIN, 0.1, str(tmp_path), max_length=32).train()
+
+
+PAIRS = [{"prompt": "Capital of France?", "chosen": "Paris.", "rejected": "Rome."}] * 4
+
+
+def run_family(method):
+    def run(tmp_path, request):
+        family.METHODS[method](PAIRS, "tiny-llama", AdapterConfig(lora_r=2, lora_alpha=4.0),
+                               TRAIN, family.MethodSettings(), str(tmp_path), max_length=32)
+    return run
 
 
 def run_grpo(tmp_path, request):
@@ -95,7 +105,8 @@ def run_top_layers(tmp_path, request):
              output_dir=str(tmp_path), live=True)
 
 
-RUNS = {"sft": run_sft, "dpo": run_dpo, "grpo": run_grpo, "whisper": run_whisper, "vqa": run_vqa,
+RUNS = {"sft": run_sft, "dpo": run_dpo, "cpo": run_family("simpo"), "orpo": run_family("orpo"),
+        "kto": run_family("kto"), "grpo": run_grpo, "whisper": run_whisper, "vqa": run_vqa,
         "classifier": run_classifier, "reward": run_reward, "contrastive": run_contrastive,
         "top_layers": run_top_layers}
 
