@@ -1,18 +1,19 @@
 """Generate preference triples with a checkable preference: data/preferences/preferences.jsonl.
 
-Every prompt is a short factual question followed by a request about the reply's form. Two
-thirds ask for a terse reply ("Answer with one word only.", "Reply with just the number." ...):
-the *chosen* reply is the bare answer; the *rejected* one is either a full sentence that
-restates the question (``verbose``: right but too long, the way SmolLM2-135M-Instruct answers
-such prompts) or a bare wrong answer (``wrong``). The other third ask for a short sentence
-("Answer in one short sentence."): the chosen reply is the full sentence and the rejected one
-the same sentence with a wrong answer (``wrong``). Rejected replies are therefore wrong as
-often as they are verbose, and a long reply is the chosen one in a third of the pairs: length
-alone does not separate chosen from rejected, correctness does in half of the pairs.
+Every prompt is a short factual question followed by a request about the reply's form: half
+ask for a terse reply ("Answer with one word only.", "Reply with just the number." ...), half
+for a short sentence ("Answer in one short sentence."). The *chosen* reply is right and of the
+asked form: the bare answer, or the full sentence. The *rejected* reply is of the wrong form in
+half of the rows (``verbose``: the right sentence where one word was asked, the way
+SmolLM2-135M-Instruct answers; ``terse``: the bare answer where a sentence was asked) and of
+the right form but wrong in the other half (``wrong``: a wrong word, or the sentence with a
+wrong answer). Length alone therefore does not separate chosen from rejected: the chosen reply
+is the shorter one in a quarter of the pairs and the longer one in another quarter.
 
 A rule-based judge (``ftkit.evaluate.judge``) can decide every comparison: a reply scores one
-point for holding the right answer and one for keeping to ``max_words`` (the answer's words
-for a terse ask, 12 for a sentence).
+point for holding the right answer and one for its length (``min_words`` to ``max_words``: the
+answer's words for a terse ask, 3 to 12 for a sentence). Facts whose question names the answer
+("What colour is an orange?") are left out: the judge could not tell.
 
 Facts come from small hand-written tables in this file (capitals, arithmetic, opposites,
 plurals, counts, colours, animal sounds). Held-out prompts use *facts* that never occur in the
@@ -29,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
 from pathlib import Path
 
 CAPITALS = {
@@ -86,7 +88,7 @@ TERSE_NUMBER = ["Reply with just the number.", "Give only the number.",
                 "Answer with the number only.", "Just the number, please."]
 SENTENCE = ["Answer in one short sentence.", "Reply with a short full sentence.",
             "Please answer in a complete sentence."]
-SENTENCE_WORDS = 12  # the longest sentence reply the judge accepts (the tables' are <= 9)
+SENTENCE_WORDS = (3, 12)  # a sentence reply has 3-12 words (the tables' have 3-9)
 
 
 def _fact(family, question, answer, sentence, pool, numeric=False):
@@ -123,9 +125,9 @@ def arithmetic() -> list[dict]:
     for name, fn in ops.items():
         for a in range(2, 10):
             for b in range(2, 10):
-                if name == "minus" and b >= a:
-                    continue
                 r = fn(a, b)
+                if (name == "minus" and b >= a) or r in (a, b):
+                    continue  # no negatives; no result the question already names
                 out.append(_fact("arithmetic", f"What is {a} {name} {b}?", str(r),
                                  f"{a} {name} {b} equals {r}.",
                                  [str(r + d) for d in (-3, -2, -1, 1, 2, 3) if r + d >= 0],
@@ -134,26 +136,30 @@ def arithmetic() -> list[dict]:
 
 
 def triple(fact: dict, rng: random.Random) -> dict:
-    """One prompt/chosen/rejected row for ``fact``.
+    """One prompt/chosen/rejected row for ``fact``; half the asks are terse, half a sentence.
 
-    A terse ask (2/3 of rows): chosen is the bare answer, rejected a right sentence
-    (``verbose``, 3/4 of them) or a bare wrong answer (``wrong``). A sentence ask (1/3):
-    chosen is the right sentence, rejected the sentence with a wrong answer (``wrong``).
+    The rejected reply is of the wrong length (half the rows: a right sentence for a terse ask,
+    ``verbose``; the bare right answer for a sentence ask, ``terse``) or of the right length
+    but wrong (``wrong``): a wrong word, or the sentence with a wrong answer.
     """
-    wrong = rng.choice([w for w in fact["pool"] if w.lower() != fact["answer"].lower()])
-    if rng.random() < 2 / 3:
-        ask = rng.choice(TERSE_NUMBER if fact["numeric"] else TERSE)
-        kind = "verbose" if rng.random() < 3 / 4 else "wrong"
-        chosen, max_words = fact["answer"], len(fact["answer"].split())
-        rejected = fact["sentence"] if kind == "verbose" else wrong
-        style = "terse"
+    n = len(fact["answer"].split())
+    wrong = rng.choice([w for w in fact["pool"]  # as many words as the answer
+                        if w.lower() != fact["answer"].lower() and len(w.split()) == n])
+    bad_length = rng.random() < 1 / 2
+    if rng.random() < 1 / 2:
+        ask, style = rng.choice(TERSE_NUMBER if fact["numeric"] else TERSE), "terse"
+        chosen = fact["answer"]
+        kind, rejected = ("verbose", fact["sentence"]) if bad_length else ("wrong", wrong)
+        min_words, max_words = 1, n
     else:
-        ask, kind, style = rng.choice(SENTENCE), "wrong", "sentence"
-        chosen, max_words = fact["sentence"], SENTENCE_WORDS
-        rejected = swap_answer(fact["sentence"], fact["answer"], wrong)
+        ask, style = rng.choice(SENTENCE), "sentence"
+        chosen = fact["sentence"]
+        kind, rejected = (("terse", fact["answer"]) if bad_length else
+                          ("wrong", swap_answer(fact["sentence"], fact["answer"], wrong)))
+        min_words, max_words = SENTENCE_WORDS
     return {"family": fact["family"], "prompt": f"{fact['question']} {ask}", "chosen": chosen,
-            "rejected": rejected, "answer": fact["answer"], "max_words": max_words,
-            "ask": style, "rejected_kind": kind}
+            "rejected": rejected, "answer": fact["answer"], "min_words": min_words,
+            "max_words": max_words, "ask": style, "rejected_kind": kind}
 
 
 def swap_answer(sentence: str, answer: str, wrong: str) -> str:
@@ -170,7 +176,8 @@ def build(seed: int = 7, n_test: int = 48, n_arithmetic: int = 60) -> list[dict]
     ``n_arithmetic`` caps the arithmetic facts so that they do not outnumber the other families.
     """
     rng = random.Random(seed)
-    pool = facts()
+    pool = [f for f in facts()  # a question that names its answer cannot be judged
+            if f["answer"].lower() not in re.findall(r"[\w ]+", f["question"].lower())[0].split()]
     arith = [f for f in pool if f["family"] == "arithmetic"]
     pool = [f for f in pool if f["family"] != "arithmetic"] + rng.sample(arith, n_arithmetic)
     rng.shuffle(pool)

@@ -1,8 +1,9 @@
 """A rule-based judge for the terse-answer preference task (paper §6.9.2: evaluate on the target).
 
 Each reply earns one point for **correctness** (the expected answer appears in it as whole
-words, case-insensitive) and one for **compliance** (no more words than the prompt asked for,
-``max_words``; an empty reply complies with nothing). The score is the sum, 0-2. Two policies
+words, case-insensitive) and one for **compliance** (as many words as the prompt asked for:
+at least ``min_words``, default 1, and at most ``max_words``; an empty reply complies with
+nothing). The score is the sum, 0-2. Two policies
 are compared prompt by prompt: a higher score wins, equal scores tie, and the win rate counts
 a tie as half a win — 0.5 means "no better, no worse".
 
@@ -27,21 +28,23 @@ def words(text: str) -> list[str]:
     return [w.lower() for w in _WORD.findall(text)]
 
 
-def judge(reply: str, answer: str, max_words: int) -> dict:
+def judge(reply: str, answer: str, max_words: int, min_words: int = 1) -> dict:
     """``{"correct", "compliant", "score", "n_words"}`` for one reply."""
     got, want = words(reply), words(answer)
     n = len(want)
     correct = n > 0 and any(got[i:i + n] == want for i in range(len(got) - n + 1))
-    compliant = 0 < len(got) <= max_words
+    compliant = max(min_words, 1) <= len(got) <= max_words
     return {"correct": correct, "compliant": compliant, "score": int(correct) + int(compliant),
             "n_words": len(got)}
 
 
 def judge_rows(replies: list[str], rows: list[dict]) -> list[dict]:
-    """:func:`judge` each reply against its preference row (``answer``, ``max_words``)."""
+    """:func:`judge` each reply against its preference row (``answer``, ``max_words`` and
+    ``min_words`` when the row has one)."""
     if len(replies) != len(rows):
         raise ValueError(f"{len(replies)} replies for {len(rows)} rows")
-    return [judge(r, row["answer"], row["max_words"]) for r, row in zip(replies, rows)]
+    return [judge(r, row["answer"], row["max_words"], row.get("min_words", 1))
+            for r, row in zip(replies, rows)]
 
 
 def win_rate(scores: list[float], reference: list[float]) -> float:

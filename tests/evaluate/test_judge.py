@@ -44,10 +44,18 @@ def test_judge_rows_and_summary():
 
 
 def test_judge_prefers_every_chosen_reply_in_the_data():
-    for r in preferences.load(DATA).rows:
-        chosen = judge.judge(r["chosen"], r["answer"], r["max_words"])
-        rejected = judge.judge(r["rejected"], r["answer"], r["max_words"])
-        assert chosen["score"] == 2 and rejected["score"] == 1, r
+    rows = preferences.load(DATA).rows
+    chosen = judge.judge_rows([r["chosen"] for r in rows], rows)
+    rejected = judge.judge_rows([r["rejected"] for r in rows], rows)
+    for r, c, j in zip(rows, chosen, rejected):
+        assert c["score"] == 2 and j["score"] == 1, r
+
+
+def test_a_sentence_ask_needs_a_sentence():
+    row = {"answer": "Paris", "max_words": 12, "min_words": 3}
+    short, full = judge.judge_rows(["Paris", "The capital is Paris."], [row, row])
+    assert (short["correct"], short["compliant"]) == (True, False)
+    assert (full["correct"], full["compliant"]) == (True, True)
 
 
 def test_token_f1_counts_shared_words():
