@@ -94,26 +94,6 @@ def select(rows: list[dict], split: str, n: int = 0, seed: int = 0) -> list[dict
     return chosen[:n] if n else chosen
 
 
-def on_policy(rows: list[dict], replies: list[str], scores: list[float],
-              chosen_scores: list[float]) -> list[dict]:
-    """Pairs whose rejected reply is the model's own wherever the model did worse.
-
-    For each row, when the model's ``reply`` scored below the chosen reply (``scores[i] <
-    chosen_scores[i]``, e.g. by the rule-based judge), it replaces the written rejected reply
-    and the row's ``rejected_kind`` becomes ``"own"``; elsewhere the row is kept as it is. The
-    pairs then contrast the chosen reply with what the model actually says, not with text it
-    would never produce (the distribution shift of paper §6.9.4).
-    """
-    if not len(rows) == len(replies) == len(scores) == len(chosen_scores):
-        raise ValueError(f"{len(rows)} rows, {len(replies)} replies, {len(scores)} scores and "
-                         f"{len(chosen_scores)} chosen scores: one each per row")
-    out = []
-    for row, reply, score, best in zip(rows, replies, scores, chosen_scores):
-        own = score < best and reply.strip() and reply.strip() != row["chosen"].strip()
-        out.append({**row, "rejected": reply, "rejected_kind": "own"} if own else row)
-    return validate(out).rows
-
-
 def kto_dataset(rows: list[dict], rng: random.Random | None = None):
     """Unpaired rows for TRL's KTOTrainer: each pair gives its chosen reply labelled ``True``
     (desirable) and its rejected reply labelled ``False``, shuffled by ``rng`` when given."""

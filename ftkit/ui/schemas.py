@@ -158,7 +158,7 @@ SCHEMAS: dict[str, type] = {s.NOTEBOOK: s for s in [
         dpo=(DPOSettings, {"betas": [0.1, 1.0], "beta": 0.1}),
         family=(FamilySettings, {"methods": ["ipo", "simpo", "orpo", "kto"], "simpo_beta": 2.0,
                                  "simpo_gamma": 0.5, "orpo_lambda": 0.1}),
-        train=(TrainConfig, {"lr": 5e-4, "max_steps": 32, "batch_size": 4, "warmup_ratio": 0.0,
+        train=(TrainConfig, {"lr": 5e-4, "max_steps": 24, "batch_size": 4, "warmup_ratio": 0.0,
                              "lr_scheduler": "constant"}),
         adapter=(AdapterConfig, {"lora_r": 8, "lora_alpha": 16.0})),
     _schema(

@@ -56,6 +56,21 @@ def test_committed_data_is_valid_and_held_out_facts_are_unseen():
     assert preferences.select(rows, "test", 5, seed=1) == preferences.select(rows, "test", 5, 1)
 
 
+def test_length_alone_does_not_separate_chosen_from_rejected():
+    """Half the rejected replies are of the wrong length, half are wrong; the chosen reply is
+    the longer one in about a quarter of the pairs, the shorter one in about a quarter."""
+    rows = preferences.load(DATA).rows
+    kinds = [r["rejected_kind"] for r in rows]
+    wrong = kinds.count("wrong") / len(rows)
+    assert 0.4 <= wrong <= 0.6 and set(kinds) == {"verbose", "terse", "wrong"}
+    n = lambda t: len(t.split())  # noqa: E731
+    longer = sum(n(r["chosen"]) > n(r["rejected"]) for r in rows) / len(rows)
+    shorter = sum(n(r["chosen"]) < n(r["rejected"]) for r in rows) / len(rows)
+    assert 0.15 <= longer <= 0.35 and 0.15 <= shorter <= 0.35, (longer, shorter)
+    for r in rows:  # a question that names its answer could not be judged
+        assert r["answer"].lower() not in r["prompt"].split("?")[0].lower().split(), r
+
+
 def test_generator_is_deterministic(tmp_path):
     out = tmp_path / "p.jsonl"
     subprocess.run([sys.executable, str(ROOT / "data" / "make_preferences.py"), "--out", str(out)],
