@@ -45,7 +45,7 @@ PAIRS = [{"prompt": "Capital of France?", "chosen": "Paris.", "rejected": "Rome.
 def run_family(method):
     def run(tmp_path, request):
         family.METHODS[method](PAIRS, "tiny-llama", AdapterConfig(lora_r=2, lora_alpha=4.0),
-                               TRAIN, family.MethodSettings(), str(tmp_path), max_length=32)
+                               TRAIN, str(tmp_path), max_length=32)
     return run
 
 
