@@ -71,11 +71,14 @@ def use_recast_frozen_linears(model: nn.Module) -> int:
     """Turn every frozen ``nn.Linear`` of ``model`` into a :class:`RecastLinear`; returns how many.
 
     The class changes in place (weights, hooks and peft wrappers stay); the check for frozen
-    weights runs at each call, so a layer unfrozen later trains normally.
+    weights runs at each call, so a layer unfrozen later trains normally. Quantised weights
+    (torchao tensor subclasses) keep the stock Linear: their backward is the subclass's own,
+    and they implement no plain matrix product with the weight on the right.
     """
     count = 0
     for module in model.modules():
-        if type(module) is nn.Linear and not module.weight.requires_grad:
+        if (type(module) is nn.Linear and not module.weight.requires_grad
+                and type(module.weight.detach()) is torch.Tensor):
             module.__class__ = RecastLinear
             count += 1
     return count

@@ -5,7 +5,9 @@ import platform
 import torch
 
 from ftkit import models
+from ftkit.compress.quantization import quantize_weights
 from ftkit.core.config import AdapterConfig
+from ftkit.models.tiny import tiny_llama
 from ftkit.train import adapters
 from ftkit.train.speed.fastloss import label_only_loss
 from ftkit.train.speed.frozen_linear import RecastLinear, use_recast_frozen_linears
@@ -68,6 +70,17 @@ def test_only_frozen_plain_linears_switch_and_models_still_copy():
     twin = copy.deepcopy(model)
     with torch.no_grad():
         torch.testing.assert_close(twin(ids).logits, model(ids).logits)
+
+
+def test_quantised_weights_keep_the_stock_linear_and_still_train():
+    """A torchao int8 weight has no plain product with the weight on the right (the recast
+    backward's), so its layer stays an nn.Linear and the input gradient still flows."""
+    model, _ = tiny_llama()
+    q = quantize_weights(model, "int8").requires_grad_(False)
+    assert use_recast_frozen_linears(q) == 0
+    x = q.get_input_embeddings()(torch.tensor([[1, 2, 3]])).detach().requires_grad_(True)
+    q(inputs_embeds=x).logits.sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
 
 
 def test_skipping_peft_input_casts_changes_no_value_and_restores_the_switch():
