@@ -160,6 +160,17 @@ METHODS: dict[str, Callable[..., PreferenceRun]] = {
     "kto": train_kto}
 
 
+def measure(run: PreferenceRun, tokenizer, test_rows: list[dict], ref_judged: list[dict],
+            max_new_tokens: int, gen_batch_size: int, progress=None) -> tuple[dict, list[str]]:
+    """A trained policy's greedy replies to the held-out prompts, judged against the reference,
+    with its KL to the base and its training cost: ``(table row, replies)``."""
+    answers, judged = judge_policy(run.model, tokenizer, test_rows, max_new_tokens,
+                                   gen_batch_size, progress)
+    kl = token_kl(run.model, tokenizer, [r["prompt"] for r in test_rows], answers,
+                  gen_batch_size)
+    return {**policy_row(judged, ref_judged, kl), **run.cost}, answers
+
+
 def compare(methods: list[str], rows, model_name: str, adapter: AdapterConfig,
             train: TrainConfig, beta: float, settings: FamilySettings, tokenizer,
             test_rows: list[dict], ref_judged: list[dict], max_new_tokens: int, gen_batch_size: int, output_dir: str,
@@ -183,13 +194,9 @@ def compare(methods: list[str], rows, model_name: str, adapter: AdapterConfig,
             continue
         run = METHODS[method](rows, model_name, adapter, train, f"{output_dir}/{method}", beta,
                               settings, seed, max_length)
-        answers, judged = judge_policy(run.model, tokenizer, test_rows, max_new_tokens,
+        row, replies[method] = measure(run, tokenizer, test_rows, ref_judged, max_new_tokens,
                                        gen_batch_size, progress)
-        kl = token_kl(run.model, tokenizer, [r["prompt"] for r in test_rows], answers,
-                      gen_batch_size)
-        table.append({"method": method, **policy_row(judged, ref_judged, kl), **run.cost,
-                      "data": DATA_KIND[method]})
-        replies[method] = answers
+        table.append({"method": method, **row, "data": DATA_KIND[method]})
         del run
     return table, replies
 
@@ -205,12 +212,9 @@ def beta_sweep(rows, model_name: str, adapter: AdapterConfig, train: TrainConfig
     for b in sorted(betas):
         run = train_dpo(rows, model_name, adapter, train, f"{output_dir}/beta_{b:g}", b,
                         seed=seed, max_length=max_length)
-        answers, judged = judge_policy(run.model, tokenizer, test_rows, max_new_tokens,
-                                       gen_batch_size, progress)
-        kl = token_kl(run.model, tokenizer, [r["prompt"] for r in test_rows], answers,
-                      gen_batch_size)
-        out.append({"beta": b, **policy_row(judged, ref_judged, kl), **run.cost})
-        replies[b] = answers
+        row, replies[b] = measure(run, tokenizer, test_rows, ref_judged, max_new_tokens,
+                                  gen_batch_size, progress)
+        out.append({"beta": b, **row})
         del run
     return out, replies
 
