@@ -9,7 +9,8 @@ it (``tests/test_layers.py`` checks this)::
     data                      stage 1: load, clean, PII, format, split, balance, synthesise
     evaluate                  stage 5: metrics, perplexity, curves, harness, calibration, safety
     train                     stages 3-4: the trainer factory, its speed layer, PEFT methods
-    align | compress          preference methods, reward models, PPO | quantisation
+    align | compress | memory preference methods, reward models, PPO | quantisation |
+                              memory tuning and retrieval
     asr | vqa                 Whisper speech recognition | visual question answering
     deploy | monitor          stages 6-7: serving | drift, alerts, retraining, versions
     ui                        parameter panels and figures
@@ -27,6 +28,7 @@ Where each notebook's code lives::
     07_adapter_merging         train.merging
     08_dpo_alignment           align.family, align.dpo, data.preferences
     09_rlhf_reward_and_ppo     align.reward, align.ppo
+    11_memory_tuning_and_rag   memory.tuning, memory.retrieval, memory.facts
     12_pruning_and_quantisation  compress.pruning, compress.quantization, compress.gguf_file
     13_evaluation_and_safety   evaluate.harness, evaluate.curves, evaluate.safety (runs: train.curves)
     14_deployment              deploy.server, deploy.client

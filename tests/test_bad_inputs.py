@@ -37,6 +37,9 @@ from ftkit.core.config import (
 from ftkit.core.schema import resolve
 from ftkit.data import balance, formatting, instruct, load, validate
 from ftkit.evaluate import harness, perplexity
+from ftkit.memory import facts as memfacts
+from ftkit.memory import retrieval
+from ftkit.memory import tuning as memtuning
 from ftkit.models.tiny import tiny_bert
 from ftkit.monitor import drift, signals
 from ftkit.train import (adapters, classifier, finetune, lora_classifier, merging, search, sft,
@@ -101,6 +104,14 @@ class Ctx:
         path = self.dir / name
         path.write_bytes(data if isinstance(data, bytes) else data.encode())
         return path
+
+    def facts_dir(self, facts: str) -> Path:
+        """A fact base folder whose facts.jsonl holds ``facts`` (questions and updates empty)."""
+        folder = self.dir / "facts"
+        folder.mkdir(exist_ok=True)
+        for name, text in (("facts.jsonl", facts), ("questions.jsonl", ""), ("updates.jsonl", "")):
+            (folder / name).write_text(text, encoding="utf-8")
+        return folder
 
     def tasks_file(self):
         return instruct.load_tasks(self.file("tasks.jsonl", "\n".join(
@@ -245,6 +256,30 @@ CASES = [
     case("grpo-pass-k-above-samples",
          lambda c: resolve(schema_for("18_grpo_verifiable_rewards"), {"samples": 2, "pass_k": [4]}),
          r"GRPOSettings\.pass_k = \[4\]: each k must be at most samples = 2"),
+    # ---- Memory tuning and retrieval (notebook 11) ----------------------------------------
+    case("memory-empty-fact-base",
+         lambda c: memfacts.load(c.facts_dir("")),
+         r"the fact base .*facts\.jsonl has no facts"),
+    case("memory-too-many-experts",
+         lambda c: memtuning.Router.build(
+             [{"fact": "f0", "subject": "kettle", "question": "Price of the kettle?"}],
+             retrieval.load_encoder("tiny-bert"), 3),
+         r"n_experts = 3, but the chosen facts have 1 subjects"),
+    case("memory-index-other-encoder",
+         lambda c: retrieval.Retriever.build([("f0", "The kettle costs 9."), ("f1", "Lyon opens at 9.")],
+                                             retrieval.load_encoder("tiny-bert")).retrieve(
+             ["kettle?"], 1, retrieval.Encoder("minilm-l6", *models.load("tiny-bert"))),
+         r"this index was built with encoder 'tiny-bert'; vectors from 'minilm-l6'"),
+    case("memory-top-k-above-facts",
+         lambda c: retrieval.Retriever.build([("f0", "The kettle costs 9.")],
+                                             retrieval.load_encoder("tiny-bert")).retrieve(["kettle?"], 3),
+         r"top_k = 3, but the index holds 1 facts"),
+    case("memory-unknown-method",
+         lambda c: resolve(schema_for("11_memory_tuning_and_rag"), {"methods": ["rag", "rag"]}),
+         r"MemoryConfig\.methods = \['rag', 'rag'\]: name each of"),
+    case("memory-more-updated-than-facts",
+         lambda c: resolve(schema_for("11_memory_tuning_and_rag"), {"n_facts": 4, "n_updated": 6}),
+         r"MemoryConfig\.n_updated = 6: 6 updated facts cannot be among 4 facts"),
     # ---- The preference family (notebook 08) -------------------------------------------
     case("family-unknown-method",
          lambda c: resolve(schema_for("08_dpo_alignment"), {"methods": ["ipo", "cpo"]}),

@@ -41,6 +41,7 @@ from ftkit.core.schema import (
 from ftkit.data.params import PreferenceConfig, PrepConfig
 from ftkit.evaluate.params import EvalConfig
 from ftkit.evaluate.probes import ProbeSettings
+from ftkit.memory.params import MemoryConfig
 from ftkit.deploy.params import DeployConfig
 from ftkit.monitor.params import MonitorConfig
 from ftkit.train.params import (BalanceConfig, ExperimentConfig, MergeConfig, SearchConfig,
@@ -174,6 +175,18 @@ SCHEMAS: dict[str, type] = {s.NOTEBOOK: s for s in [
         train=(TrainConfig, {"lr": 5e-4, "max_steps": 12, "batch_size": 4, "warmup_ratio": 0.0,
                              "lr_scheduler": "constant"}),
         adapter=(AdapterConfig, {"lora_r": 8})),
+    _schema(
+        "11_memory_tuning_and_rag", "MemoryTuningParams",
+        model=(ModelConfig, {"model_name": "smollm2-135m"}),
+        memory=(MemoryConfig, {
+            "facts_dir": "../data/shop_facts", "n_facts": 32, "n_updated": 10,
+            "methods": ["base", "lora", "memory", "rag"], "lora_epochs": 2.0, "lora_lr": 1e-3,
+            "n_experts": 4, "expert_r": 16, "expert_layers": 8, "memory_lr": 2e-3,
+            "target_loss": 0.05, "max_epochs": 20, "route_threshold": 0.6, "top_k": 3,
+            "index_kind": "flat",
+            "encoder": "minilm-l6", "confident": 0.5, "max_new_tokens": 24,
+            "gen_batch_size": 16}),
+        adapter=(AdapterConfig, {"lora_r": 16, "lora_alpha": 32.0, "lora_dropout": 0.0})),
     _schema(
         "12_pruning_and_quantisation", "CompressionParams",
         compress=(CompressConfig, {
