@@ -28,6 +28,7 @@ Where each notebook's code lives::
     07_adapter_merging         train.merging
     08_dpo_alignment           align.family, align.dpo, data.preferences
     09_rlhf_reward_and_ppo     align.reward, align.ppo
+    10_moe_and_moa             train.moe, align.moa
     11_memory_tuning_and_rag   memory.tuning, memory.retrieval, memory.facts
     12_pruning_and_quantisation  compress.pruning, compress.quantization, compress.gguf_file
     13_evaluation_and_safety   evaluate.harness, evaluate.curves, evaluate.safety (runs: train.curves)

@@ -22,7 +22,7 @@ import transformers
 
 import ftkit
 from ftkit import models
-from ftkit.align import family, grpo
+from ftkit.align import family, grpo, moa
 from ftkit.compress import gguf_file, pruning, quantization
 from ftkit.core import profiles
 from ftkit.core.config import (
@@ -42,8 +42,8 @@ from ftkit.memory import retrieval
 from ftkit.memory import tuning as memtuning
 from ftkit.models.tiny import tiny_bert
 from ftkit.monitor import drift, signals
-from ftkit.train import (adapters, classifier, finetune, lora_classifier, merging, search, sft,
-                         tuning)
+from ftkit.train import (adapters, classifier, finetune, lora_classifier, merging, moe, search,
+                         sft, tuning)
 from ftkit.train import params as train_params
 from ftkit.ui.schemas import config_from_params, schema_for
 
@@ -256,6 +256,16 @@ CASES = [
     case("grpo-pass-k-above-samples",
          lambda c: resolve(schema_for("18_grpo_verifiable_rewards"), {"samples": 2, "pass_k": [4]}),
          r"GRPOSettings\.pass_k = \[4\]: each k must be at most samples = 2"),
+    # ---- Mixture of experts and of agents (notebook 10) -----------------------------------
+    case("moe-top-k-above-experts",
+         lambda c: resolve(schema_for("10_moe_and_moa"), {"top_k": 6}),
+         r"MoEConfig\.top_k = 6: each token can go to at most n_experts = 4 experts"),
+    case("moe-upcycle-top-k-above-experts",
+         lambda c: moe.upcycle(c.model(), n_experts=2, top_k=3),
+         r"top_k = 3: must be between 1 and n_experts = 2"),
+    case("moa-no-proposers",
+         lambda c: moa.mixture([], moa.Proposer("a", c.model()), c.tok, [{"instruction": "x"}]),
+         r"Mixture of Agents needs at least one proposer"),
     # ---- Memory tuning and retrieval (notebook 11) ----------------------------------------
     case("memory-empty-fact-base",
          lambda c: memfacts.load(c.facts_dir("")),

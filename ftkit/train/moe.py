@@ -11,8 +11,8 @@ with plain ``AutoModelForCausalLM``.
 
 The router's load-balancing loss (Switch Transformer's, which Mixtral uses: the number of
 experts times the sum over experts of the share of tokens sent there times the mean router
-probability) is added to the language-model loss with weight ``aux_coef``; with 0 nothing
-keeps the router from sending most tokens to a few experts. :func:`expert_load` measures where
+probability) is added to the language-model loss with weight ``aux_coef`` while :func:`train`
+runs; with 0 nothing keeps the router from sending most tokens to a few experts. :func:`expert_load` measures where
 the tokens go, per layer, and :func:`imbalance` summarises it as max/mean load.
 """
 from __future__ import annotations
@@ -21,7 +21,10 @@ import numpy as np
 import torch
 from transformers import MixtralConfig, MixtralForCausalLM
 
-from ftkit.core.config import ConfigError
+from ftkit.core import env
+from ftkit.core.config import ConfigError, TrainConfig
+from ftkit.train import sft
+from ftkit.train.finetune import StepTimer
 
 # keys of a dense config that Mixtral's config does not take
 _DENSE_ONLY = ("model_type", "architectures", "transformers_version", "mlp_bias",
@@ -39,15 +42,20 @@ def moe_config(dense_config, n_experts: int, top_k: int, aux_coef: float) -> Mix
         raise ConfigError("the dense model has biases in its MLP or attention; Mixtral has none")
     values = {k: v for k, v in dense_config.to_dict().items() if k not in _DENSE_ONLY}
     return MixtralConfig(**values, num_local_experts=n_experts, num_experts_per_tok=top_k,
-                         router_aux_loss_coef=aux_coef, output_router_logits=aux_coef > 0,
+                         router_aux_loss_coef=aux_coef, output_router_logits=False,
                          router_jitter_noise=0.0)
 
 
-@torch.no_grad()
 def upcycle(dense, n_experts: int = 4, top_k: int = 2, aux_coef: float = 0.02,
             router_std: float = 0.02, seed: int = 0) -> MixtralForCausalLM:
     """A Mixtral model whose experts all start as ``dense``'s MLPs (see the module)."""
-    cfg = moe_config(dense.config, n_experts, top_k, aux_coef)
+    cfg = moe_config(dense.config, n_experts, top_k, aux_coef)  # bad input fails here
+    with torch.no_grad():
+        return _upcycled(dense, cfg, router_std, seed)
+
+
+def _upcycled(dense, cfg: MixtralConfig, router_std: float, seed: int) -> MixtralForCausalLM:
+    n_experts = cfg.num_local_experts
     moe = MixtralForCausalLM(cfg).to(dense.dtype)
     source = dense.state_dict()
     state = {k: source[k] for k in moe.state_dict() if ".mlp." not in k and k in source}
@@ -69,15 +77,44 @@ def upcycle(dense, n_experts: int = 4, top_k: int = 2, aux_coef: float = 0.02,
     return moe.eval()
 
 
-def trainable(moe, what: str = "moe") -> int:
-    """Freeze all but ``what``: "moe" (experts and routers), "router" or "all"; returns the
-    number of trainable weights."""
-    if what not in {"moe", "router", "all"}:
-        raise ConfigError(f"train must be 'moe', 'router' or 'all', got {what!r}")
-    for name, p in moe.named_parameters():
-        p.requires_grad = (what == "all" or (".mlp.gate." in name) or
-                           (what == "moe" and ".mlp.experts." in name))
-    return sum(p.numel() for p in moe.parameters() if p.requires_grad)
+def trainable(model, what: str = "mlp") -> int:
+    """Freeze all but ``what``: "mlp" (every MLP weight: a MoE's experts and routers, a dense
+    model's MLPs), "router" (a MoE's routers) or "all"; returns the trainable weight count."""
+    if what not in {"mlp", "router", "all"}:
+        raise ConfigError(f"train must be 'mlp', 'router' or 'all', got {what!r}")
+    for name, p in model.named_parameters():
+        p.requires_grad = (what == "all" or ".mlp.gate." in name
+                           or (what == "mlp" and ".mlp." in name))
+    count = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    if not count:
+        raise ConfigError(f"nothing to train: {type(model).__name__} has no {what} weights")
+    return count
+
+
+def train(model, tokenizer, train_ds, train_cfg: TrainConfig, output_dir: str, seed: int = 42,
+          part: str = "mlp", title: str = "MoE"):
+    """Train ``part`` of ``model`` (a MoE or its dense origin) through the trainer factory,
+    with the model's own loss (for a MoE with a balancing coefficient: the language-model
+    loss plus the router's auxiliary loss); returns ``(model, cost row)``."""
+    env.seed_everything(seed)
+    count = trainable(model, part)
+    model.config.use_cache = False
+    # the balancing loss joins the model's loss only while router logits are returned; they
+    # stay off outside training (transformers' Mixtral cannot add it up under a KV cache)
+    model.config.output_router_logits = bool(getattr(model.config, "router_aux_loss_coef", 0))
+    timer = StepTimer()
+    trainer = sft.make_trainer(model, tokenizer, train_ds, None, train_cfg, output_dir, seed,
+                               title=title, callbacks=[timer], label_only_logits=False,
+                               fused_lora=False)
+    with env.MemoryTracker() as mem:
+        result = trainer.train()
+    model = sft.unwrap(trainer)
+    model.config.use_cache, model.config.output_router_logits = True, False
+    tokens = sum(len(x) for x in train_ds["input_ids"]) * result.global_step * train_cfg.batch_size / len(train_ds)
+    return model.eval(), {"trainable_params": count, "step_seconds": timer.median,
+                          "train_seconds": result.metrics["train_runtime"],
+                          "tokens_per_second": tokens / result.metrics["train_runtime"],
+                          "train_loss": result.training_loss, "peak_memory_mb": mem.delta_mb}
 
 
 def parameter_counts(moe) -> dict:
@@ -113,3 +150,17 @@ def imbalance(load: np.ndarray) -> float:
     """Mean over layers of the busiest expert's load over the mean load (1 = perfectly even,
     ``n_experts / top_k`` at worst)."""
     return float((load.max(1) / load.mean(1)).mean())
+
+
+def load_figure(loads: dict[str, np.ndarray]):
+    """Expert load per layer (rows) and expert (columns) for each named model, side by side."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(loads), figsize=(3.6 * len(loads), 4.2), squeeze=False)
+    top = max(float(v.max()) for v in loads.values())
+    for ax, (name, load) in zip(axes[0], loads.items()):
+        im = ax.imshow(load, aspect="auto", cmap="viridis", vmin=0, vmax=top)
+        ax.set(title=f"{name}\nmax/mean {imbalance(load):.2f}", xlabel="expert", ylabel="layer",
+               xticks=range(load.shape[1]))
+    fig.colorbar(im, ax=axes[0].tolist(), label="share of routed tokens")
+    return fig

@@ -225,3 +225,30 @@ class SearchConfig(Section):
         if self.n_workers > self.n_trials:
             self.fail("n_workers", f"is larger than the trial budget n_trials = "
                       f"{self.n_trials}; a worker would have nothing to do")
+
+
+@dataclass(frozen=True)
+class MoEConfig(Section):
+    """Sparse upcycling into a mixture of experts, and the Mixture of Agents built on it
+    (notebook 10, paper §6.6-6.7)."""
+    n_experts: int = param(4, "Experts per layer of the upcycled model.", min=2, max=64)
+    top_k: int = param(2, "Experts each token is sent to.", min=1, max=64)
+    aux_coef: float = param(0.02, "Weight of the router's load-balancing loss (Mixtral's "
+                            "default 0.02) in the balanced run; the other run uses 0.",
+                            min=0.0, max=10.0, step=0.01)
+    router_std: float = param(0.02, "Standard deviation of the new routers' random weights.",
+                              min=0.0, max=10.0, step=0.01)
+    moe_steps: int = param(16, "Optimiser steps of each run (MoE with and without the "
+                           "balancing loss, dense).", min=1, max=100_000)
+    moe_lr: float = param(5e-4, "Learning rate of the MLP weights (experts, routers; the "
+                          "dense model's MLPs).", min=0.0, min_exclusive=True, max=1.0,
+                          log=True)
+    moa_layers: int = param(1, "Mixture of Agents layers (2: the proposers answer again "
+                            "after reading the first layer's answers).", min=1, max=4)
+    n_boot: int = param(2000, "Bootstrap resamples for the MoA interval.", min=100,
+                        max=100_000)
+
+    def check(self) -> None:
+        if self.top_k > self.n_experts:
+            self.fail("top_k", f"each token can go to at most n_experts = {self.n_experts} "
+                      "experts")

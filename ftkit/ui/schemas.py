@@ -44,8 +44,8 @@ from ftkit.evaluate.probes import ProbeSettings
 from ftkit.memory.params import MemoryConfig
 from ftkit.deploy.params import DeployConfig
 from ftkit.monitor.params import MonitorConfig
-from ftkit.train.params import (BalanceConfig, ExperimentConfig, MergeConfig, SearchConfig,
-                                SweepConfig, TrainingSetupConfig)
+from ftkit.train.params import (BalanceConfig, ExperimentConfig, MergeConfig, MoEConfig,
+                                SearchConfig, SweepConfig, TrainingSetupConfig)
 from ftkit.vqa.params import VQAConfig
 
 TASKS = "../data/instruct_tasks/tasks.jsonl"
@@ -175,6 +175,15 @@ SCHEMAS: dict[str, type] = {s.NOTEBOOK: s for s in [
         train=(TrainConfig, {"lr": 5e-4, "max_steps": 12, "batch_size": 4, "warmup_ratio": 0.0,
                              "lr_scheduler": "constant"}),
         adapter=(AdapterConfig, {"lora_r": 8})),
+    _schema(
+        "10_moe_and_moa", "MoEAndMoAParams",
+        model=(ModelConfig, {"model_name": "smollm2-135m", "max_length": 256,
+                             "max_new_tokens": 32}),
+        experiment=(ExperimentConfig, {"tasks_path": TASKS, "tasks": ["extract", "date", "route"],
+                                       "n_train": 32, "n_test": 12, "eval_batch_size": 24}),
+        moe=(MoEConfig, {"n_experts": 4, "top_k": 2, "aux_coef": 0.02, "router_std": 0.02,
+                         "moe_steps": 16, "moe_lr": 5e-4, "moa_layers": 2, "n_boot": 2000}),
+        train=(TrainConfig, {"batch_size": 4, "warmup_ratio": 0.0, "lr_scheduler": "constant"})),
     _schema(
         "11_memory_tuning_and_rag", "MemoryTuningParams",
         model=(ModelConfig, {"model_name": "smollm2-135m"}),

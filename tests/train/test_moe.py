@@ -53,10 +53,12 @@ def test_trainable_freezes_all_but_the_chosen_parts():
     moe = M.upcycle(models.load_model("tiny-llama"), n_experts=2, top_k=1)
     routers = M.trainable(moe, "router")
     assert routers == sum(p.numel() for n, p in moe.named_parameters() if ".mlp.gate." in n)
-    assert M.trainable(moe, "moe") > routers
+    assert M.trainable(moe, "mlp") > routers
     assert M.trainable(moe, "all") == sum(p.numel() for p in moe.parameters())
     with pytest.raises(ConfigError, match="train must be"):
         M.trainable(moe, "experts")
+    with pytest.raises(ConfigError, match="nothing to train: LlamaForCausalLM has no router"):
+        M.trainable(models.load_model("tiny-llama"), "router")
 
 
 def test_upcycling_refuses_a_top_k_above_the_experts():
@@ -64,3 +66,19 @@ def test_upcycling_refuses_a_top_k_above_the_experts():
         M.upcycle(models.load_model("tiny-llama"), n_experts=4, top_k=5)
     with pytest.raises(ConfigError, match="Llama-family"):
         M.moe_config(models.load_model("tiny-bert").config, 4, 2, 0.0)
+
+
+def test_training_moves_experts_apart_and_the_model_still_generates(tmp_path):
+    from ftkit.core.config import TrainConfig
+    from ftkit.data import formatting
+
+    dense, tok = models.load("tiny-llama")
+    moe = M.upcycle(dense, n_experts=2, top_k=1, aux_coef=0.1)
+    ds = formatting.pairs_dataset(tok, ["question one?", "question two?"] * 2, [" yes", " no"] * 2, 64)
+    moe, cost = M.train(moe, tok, ds, TrainConfig(lr=1e-2, max_steps=3, batch_size=2, report_to="none"),
+                        str(tmp_path), seed=0)
+    experts = moe.model.layers[0].mlp.experts.down_proj
+    assert not torch.equal(experts[0], experts[1])
+    assert cost["trainable_params"] > 0 and cost["tokens_per_second"] > 0
+    out = moe.generate(**tok(["question one?"], return_tensors="pt"), max_new_tokens=3, do_sample=False)
+    assert out.shape[1] > 0 and moe.config.output_router_logits is False
