@@ -73,13 +73,38 @@ def _no_adapter_input_casts(model, active: bool = True):
                 m.cast_input_dtype_enabled = value
 
 
+def _unwrap_ddp(model):
+    """The module inside a DistributedDataParallel wrapper, else ``model`` itself."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+
+def _through_ddp(ddp, inner, args, packed) -> torch.Tensor:
+    """:func:`label_only_loss` of ``inner``, called through its DDP wrapper ``ddp``.
+
+    DDP synchronises gradients only for a forward that passes through the wrapper, so the
+    wrapped module's ``forward`` is swapped for the label-only loss for this one call."""
+
+    def forward(*_, **__):
+        return label_only_loss(inner, *args, **packed)
+
+    inner.forward = forward
+    try:
+        return ddp()
+    finally:
+        del inner.forward
+
+
 class LabelOnlyLossTrainer(Trainer):
     """A Trainer whose training loss computes logits at labelled positions only.
 
     Falls back to the model's own loss for models it cannot split into decoder and head, when
     outputs are requested (evaluation with predictions), or for batches without labels. Runs
     under bf16 autocast itself when ``args.bf16`` (the decoder is called directly, outside the
-    autocast wrapper the Trainer puts around ``model.forward``).
+    autocast wrapper the Trainer puts around ``model.forward``). Under DistributedDataParallel
+    (``torchrun``/``accelerate launch``, ftkit.train.distributed) the loss is computed through
+    the wrapper, so gradients are averaged over processes as for the model's own loss.
     """
 
     eval_collator = None  # set when training batches are flattened (ftkit.train.speed.packing)
@@ -103,13 +128,21 @@ class LabelOnlyLossTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         labels = inputs.get("labels")
-        if not self.label_only or return_outputs or labels is None or _parts(model) is None:
+        inner = _unwrap_ddp(model)
+        if not self.label_only or return_outputs or labels is None or _parts(inner) is None:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         device = inputs["input_ids"].device.type
         packed = {k: v for k, v in inputs.items() if k in PACKED_KEYS}
         # under autocast peft's cast of each adapter input to fp32 is undone at once by
         # autocast's cast to bf16: the same values, two copies saved per adapter and pass
         with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=self.args.bf16), \
-                _no_adapter_input_casts(model, active=self.args.bf16):
-            return label_only_loss(model, inputs["input_ids"], inputs.get("attention_mask"),
-                                   labels, num_items_in_batch, **packed)
+                _no_adapter_input_casts(inner, active=self.args.bf16):
+            args = (inputs["input_ids"], inputs.get("attention_mask"), labels, num_items_in_batch)
+            if inner is model:
+                return label_only_loss(model, *args, **packed)
+            loss = _through_ddp(model, inner, args, packed)
+        if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+            # num_items_in_batch counts every process's labels and DDP averages the gradients
+            # over processes: scaled back, each step's gradient is the global token mean's
+            loss = loss * self.accelerator.num_processes
+        return loss

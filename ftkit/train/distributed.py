@@ -1,0 +1,434 @@
+"""Data-parallel training on existing engines: torchrun / accelerate launch, DDP (paper §5.2, §5.6).
+
+The kit's trainer factory (``ftkit.train.sft.make_trainer``) needs no change to run in several
+processes: the transformers Trainer reads the launcher's ``RANK``/``WORLD_SIZE`` variables and
+wraps the model in DistributedDataParallel through Accelerate (gloo on CPUs, NCCL on GPUs).
+This module supplies what is around it:
+
+- :class:`Job` and :func:`train_process` — the running example's LoRA fine-tuning as one
+  training function, run unchanged in every process of a launch; each process writes what it
+  measured (losses, step times, peak memory, the time of one gradient all-reduce);
+- :func:`launch` — starts a job under ``torchrun`` or ``accelerate launch`` in N processes and
+  reads the processes' results; bad plans (more processes than cores, a batch the world size
+  does not divide, a config for a backend that is not installed) are refused first;
+- :func:`accelerate_configs` — ready accelerate config files for multi-GPU DDP, FSDP and
+  DeepSpeed ZeRO-2/3, each checked by accelerate's own loader (on CPUs ``accelerate launch``
+  starts one process unless mpirun is set up, so CPU runs go through ``torchrun``);
+- :func:`memory_per_device` — the memory arithmetic of full fine-tuning, ZeRO stages and
+  LoRA for models of any size.
+
+Used in notebooks/19_scaling_out.ipynb and tests/train/test_distributed.py.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+import torch
+import torch.distributed as dist
+import yaml
+from accelerate.commands.config.config_args import load_config_from_file
+from safetensors.torch import load_file
+from transformers import TrainerCallback
+
+from ftkit import models
+from ftkit.core.config import AdapterConfig, ConfigError, TrainConfig
+from ftkit.core.env import peak_rss_mb, seed_everything
+from ftkit.data.formatting import pairs_dataset
+from ftkit.train import adapters, assistant, sft
+
+LAUNCHERS = ("torchrun", "accelerate")
+RESULT = "rank{}.json"
+
+
+@dataclass(frozen=True)
+class Job:
+    """One data-parallel LoRA fine-tuning of the shop's assistant (flat values, JSON-able).
+
+    ``batch_size`` is per process: ``world × batch_size × grad_accum`` examples make one
+    optimiser step. ``train_rows`` examples of the assistant's records are used (0: all).
+    ``lora_dropout`` is 0 so that runs of different world sizes compute the same gradients:
+    each process draws its own dropout masks, so with dropout they differ by design."""
+    out_dir: str
+    model_name: str = "tiny-llama"
+    batch_size: int = 2
+    grad_accum: int = 1
+    max_steps: int = 4
+    lr: float = 1e-3
+    lora_r: int = 4
+    lora_dropout: float = 0.0
+    max_length: int = 256
+    train_rows: int = 64
+    seed: int = 42
+    threads: int = 1
+    allreduce_repeats: int = 5
+
+
+# ---------------------------------------------------------------- checks before a launch
+
+def check_plan(processes: int, global_batch: int, cores: int | None = None,
+               allow_oversubscribe: bool = False) -> None:
+    """Refuse a plan that cannot run as asked: ``processes`` must be ≥ 1 and at most the
+    machine's cores (unless ``allow_oversubscribe``), and must divide ``global_batch`` (the
+    examples of one step), since every process takes an equal share of it."""
+    cores = cores or os.cpu_count() or 1
+    if processes < 1:
+        raise ConfigError(f"processes = {processes}: need at least 1")
+    if processes > cores and not allow_oversubscribe:
+        raise ConfigError(f"processes = {processes} but this machine has {cores} cores: each "
+                          "process would get less than one core and all would run slower; use "
+                          f"at most {cores} or pass allow_oversubscribe=True to measure it anyway")
+    if global_batch < processes or global_batch % processes:
+        raise ConfigError(f"a global batch of {global_batch} examples does not split over "
+                          f"{processes} processes; choose a batch that is a multiple of "
+                          f"{processes} (per-process batch = global batch / processes)")
+
+
+def check_backend(config: dict) -> None:
+    """Refuse an accelerate config whose backend this machine lacks, naming what is missing.
+
+    DeepSpeed needs its package and GPUs; FSDP and multi-GPU DDP need CUDA GPUs (NCCL);
+    on CPUs ``accelerate launch`` needs mpirun, so CPU runs go through ``torchrun``."""
+    kind = config.get("distributed_type", "NO")
+    kind = getattr(kind, "value", kind)  # accelerate's loader gives an enum
+    if kind == "DEEPSPEED" and importlib.util.find_spec("deepspeed") is None:
+        raise ConfigError("this config uses DeepSpeed (distributed_type: DEEPSPEED), which is not "
+                          "installed here: pip install deepspeed (it needs CUDA GPUs); on CPUs "
+                          "launch with torchrun (launch(..., launcher='torchrun'))")
+    if kind in ("DEEPSPEED", "FSDP", "MULTI_GPU"):
+        gpus = torch.cuda.device_count()
+        need = int(config.get("num_processes", 1)) // max(1, int(config.get("num_machines", 1)))
+        if gpus < need:
+            raise ConfigError(f"this config ({kind}) needs {need} CUDA GPUs per machine and this "
+                              f"machine has {gpus}; on CPUs launch with torchrun "
+                              "(launch(..., launcher='torchrun'))")
+    if kind == "MULTI_CPU" and not config.get("mpirun_config"):
+        raise ConfigError("accelerate launch starts several CPU processes only through mpirun "
+                          "(mpirun_hostfile in the config); on CPUs launch with torchrun "
+                          "(launch(..., launcher='torchrun'))")
+
+
+# ---------------------------------------------------------------- accelerate config files
+
+def _base(kind: str, processes: int, machines: int, main_ip: str, port: int) -> dict:
+    cfg = {"compute_environment": "LOCAL_MACHINE", "distributed_type": kind,
+           "num_machines": machines, "num_processes": processes, "machine_rank": 0,
+           "main_training_function": "main", "rdzv_backend": "static",
+           "same_network": True, "use_cpu": False, "debug": False, "mixed_precision": "bf16"}
+    if machines > 1:
+        cfg.update(main_process_ip=main_ip, main_process_port=port)
+    return cfg
+
+
+def accelerate_config_dicts(gpus_per_machine: int = 8, machines: int = 1,
+                            main_ip: str = "127.0.0.1", port: int = 29500) -> dict[str, dict]:
+    """The accelerate configs as dicts: ``ddp``, ``fsdp``, ``zero2``, ``zero3`` (GPUs: NCCL).
+
+    ``num_processes`` counts all processes of all machines. Each machine runs the same command
+    with its own ``machine_rank`` (``accelerate launch --machine_rank i``)."""
+    total = gpus_per_machine * machines
+    fsdp = {"fsdp_version": 2, "fsdp_auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
+            "fsdp_state_dict_type": "SHARDED_STATE_DICT", "fsdp_offload_params": False,
+            "fsdp_cpu_ram_efficient_loading": True, "fsdp_reshard_after_forward": True,
+            "fsdp_activation_checkpointing": False}
+    zero = {"gradient_accumulation_steps": 1, "gradient_clipping": 1.0,
+            "offload_optimizer_device": "none", "offload_param_device": "none",
+            "zero3_init_flag": False}
+    return {
+        "ddp": _base("MULTI_GPU", total, machines, main_ip, port),
+        "fsdp": {**_base("FSDP", total, machines, main_ip, port), "fsdp_config": fsdp},
+        "zero2": {**_base("DEEPSPEED", total, machines, main_ip, port),
+                  "deepspeed_config": {**zero, "zero_stage": 2}},
+        "zero3": {**_base("DEEPSPEED", total, machines, main_ip, port),
+                  "deepspeed_config": {**zero, "zero_stage": 3, "zero3_init_flag": True,
+                                       "zero3_save_16bit_model": True}},
+    }
+
+
+def load_accelerate_config(path: str | Path):
+    """The file read by accelerate's own loader (the one ``accelerate launch`` uses); a file
+    accelerate would reject raises ConfigError with its reason."""
+    try:
+        return load_config_from_file(str(path))
+    except (TypeError, ValueError, KeyError) as err:
+        raise ConfigError(f"{path}: accelerate cannot read this config: {err}") from err
+
+
+def accelerate_configs(folder: str | Path, **kwargs) -> dict[str, Path]:
+    """Write :func:`accelerate_config_dicts` as YAML files into ``folder`` and check each with
+    accelerate's loader; returns ``{name: path}``. Files are written whole or not at all."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for name, cfg in accelerate_config_dicts(**kwargs).items():
+        path = folder / f"{name}.yaml"
+        tmp = path.with_suffix(".yaml.tmp")
+        tmp.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
+        load_accelerate_config(tmp)
+        os.replace(tmp, path)
+        paths[name] = path
+    return paths
+
+
+# ---------------------------------------------------------------- the training function
+
+def _allreduce_seconds(model, repeats: int) -> float:
+    """Seconds of one all-reduce of every trainable gradient (one optimiser step's traffic),
+    timed alone; 0 in a single process."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
+        return 0.0
+    n = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    flat = torch.zeros(n)
+    dist.all_reduce(flat)  # warm-up
+    dist.barrier()
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        dist.all_reduce(flat)
+    return (time.perf_counter() - t0) / repeats
+
+
+def train_process(job: Job) -> dict:
+    """The running example's LoRA fine-tuning in this process, as one rank of a launch.
+
+    Run by every process of :func:`launch` (and by itself in a plain Python process): the
+    assistant's records, the LoRA adapter, ``make_trainer`` with the per-process batch. Writes
+    ``rank<i>.json`` (per-step losses, step seconds, peak RSS, all-reduce seconds, tokens) and,
+    on rank 0, the trained adapter (safetensors) into ``job.out_dir``; returns the result."""
+    torch.set_num_threads(job.threads)
+    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    out = Path(job.out_dir)
+    seed_everything(job.seed)
+    model, tokenizer = models.load(job.model_name)
+    model = adapters.apply_method(model, AdapterConfig(peft_method="lora", lora_r=job.lora_r,
+                                                       lora_alpha=2.0 * job.lora_r,
+                                                       lora_dropout=job.lora_dropout))
+    model.config.use_cache = False
+    rows = assistant.fitting(assistant.records(job.seed)["train"], tokenizer, job.max_length,
+                             job.train_rows, job.seed)
+    train_ds = pairs_dataset(tokenizer, rows["instruction"], rows["response"], job.max_length)
+    cfg = TrainConfig(lr=job.lr, max_steps=job.max_steps, batch_size=job.batch_size,
+                      grad_accum=job.grad_accum, warmup_ratio=0.0, lr_scheduler="constant",
+                      eval_steps=job.max_steps)
+
+    class StepClock(TrainerCallback):
+        def __init__(self):
+            self.seconds, self._t0 = [], 0.0
+
+        def on_step_begin(self, args, state, control, **kw):
+            self._t0 = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kw):
+            self.seconds.append(time.perf_counter() - self._t0)
+
+    clock = StepClock()
+    trainer = sft.make_trainer(model, tokenizer, train_ds, None, cfg, str(out / "run"),
+                               job.seed, title=f"rank {rank} of {world}", callbacks=[clock],
+                               logging_steps=1, include_num_input_tokens_seen="all")
+    t0 = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - t0
+    comm = _allreduce_seconds(model, job.allreduce_repeats)
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    grad_norms = [h["grad_norm"] for h in trainer.state.log_history if "grad_norm" in h]
+    if trainer.is_world_process_zero():
+        sft.unwrap(trainer).save_pretrained(str(out / "adapter"))
+    result = {"rank": rank, "world": world, "threads": job.threads, "losses": losses,
+              "grad_norms": grad_norms,
+              "step_seconds": clock.seconds, "train_seconds": seconds,
+              "tokens": int(trainer.state.num_input_tokens_seen),
+              "examples": job.max_steps * job.batch_size * job.grad_accum * world,
+              "allreduce_seconds": comm, "peak_rss_mb": peak_rss_mb(),
+              "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad)}
+    (out / RESULT.format(rank)).write_text(json.dumps(result, indent=1), encoding="utf-8")
+    return result
+
+
+# ---------------------------------------------------------------- launching
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free now (for the processes' rendezvous)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch_command(spec: Path, processes: int, launcher: str = "torchrun",
+                   config: str | Path | None = None) -> list[str]:
+    """The command line that runs :func:`train_process` on ``spec`` in ``processes``
+    processes on this machine, under ``torchrun`` or ``accelerate launch``."""
+    if launcher not in LAUNCHERS:
+        raise ConfigError(f"launcher = {launcher!r}: choose one of {list(LAUNCHERS)}")
+    module = ["-m", __name__, str(spec)]
+    if launcher == "torchrun":
+        return [sys.executable, "-m", "torch.distributed.run", "--nnodes=1",
+                f"--nproc-per-node={processes}", "--rdzv-backend=c10d",
+                f"--rdzv-endpoint=127.0.0.1:{free_port()}", *module]
+    cmd = [sys.executable, "-m", "accelerate.commands.launch"]
+    if config is not None:
+        cmd += ["--config_file", str(config)]
+    return [*cmd, "--num_processes", str(processes), "--main_process_ip", "127.0.0.1",
+            "--main_process_port", str(free_port()), *module]
+
+
+def launch(job: Job, processes: int, launcher: str = "torchrun",
+           config: str | Path | None = None, allow_oversubscribe: bool = False,
+           log: Callable[[str], None] = print, timeout: float | None = None) -> list[dict]:
+    """Run ``job`` in ``processes`` processes (DDP: gloo on CPUs) and return each rank's result.
+
+    The plan is checked first (:func:`check_plan`; with ``config``, :func:`check_backend`).
+    The processes' output goes to ``<out_dir>/launch.log``; a failed launch raises with its
+    last lines. The assistant's records are built here once, before the processes start."""
+    check_plan(processes, processes * job.batch_size, allow_oversubscribe=allow_oversubscribe)
+    if launcher == "accelerate" and processes > 1 and not torch.cuda.is_available():
+        raise ConfigError("accelerate launch starts several processes on GPUs (or through "
+                          "mpirun); on this CPU machine use launcher='torchrun'")
+    if config is not None:
+        check_backend(dataclasses.asdict(load_accelerate_config(config)))
+    out = Path(job.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob(RESULT.format("*")):
+        old.unlink()
+    assistant.records(job.seed)
+    spec = out / "job.json"
+    spec.write_text(json.dumps(dataclasses.asdict(job), indent=1), encoding="utf-8")
+    env = {**os.environ, "OMP_NUM_THREADS": str(job.threads), "FTKIT_HEADLESS": "1",
+           "TQDM_DISABLE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    cmd = launch_command(spec, processes, launcher, config)
+    log(f"{launcher}: {processes} process(es) × batch {job.batch_size} × "
+        f"{job.threads} thread(s), {job.max_steps} steps …")
+    tail: deque[str] = deque(maxlen=40)
+    t0 = time.perf_counter()
+    with open(out / "launch.log", "w", encoding="utf-8") as fh:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                env=env, cwd=os.getcwd())
+        for line in proc.stdout:
+            fh.write(line)
+            tail.append(line.rstrip())
+        code = proc.wait(timeout=timeout)
+    if code != 0:
+        raise RuntimeError(f"{launcher} with {processes} processes failed (exit {code}); "
+                           f"last lines of {out / 'launch.log'}:\n" + "\n".join(tail))
+    results = [json.loads((out / RESULT.format(r)).read_text(encoding="utf-8"))
+               for r in range(processes)]
+    log(f"  done in {time.perf_counter() - t0:.1f} s (processes' start included)")
+    return results
+
+
+def summary(results: list[dict], skip: int = 1) -> dict:
+    """One launch in numbers: examples/s and tokens/s over the steps after ``skip`` warm-up
+    steps, mean step seconds, peak RSS per process, and the all-reduce share of a step."""
+    steps = [r["step_seconds"][skip:] or r["step_seconds"] for r in results]
+    step = max(sum(s) / len(s) for s in steps)  # the slowest rank sets the pace
+    first = results[0]
+    per_step = first["examples"] / max(1, len(first["step_seconds"]))
+    comm = max(r["allreduce_seconds"] for r in results)
+    tokens = sum(r["tokens"] for r in results) / max(1, len(results))  # gathered: the same
+    return {"processes": first["world"], "threads_each": first["threads"],
+            "step_s": step, "examples_per_s": per_step / step,
+            "tokens_per_s": tokens / len(first["step_seconds"]) / step,
+            "peak_rss_mb_per_process": max(r["peak_rss_mb"] for r in results),
+            "allreduce_s": comm, "comm_share": comm / step,
+            "train_s": max(r["train_seconds"] for r in results)}
+
+
+def compare_losses(a: list[dict], b: list[dict], steps: int | None = None) -> pd.DataFrame:
+    """The logged losses of two launches step by step, with their absolute difference."""
+    la, lb = a[0]["losses"], b[0]["losses"]
+    n = min(len(la), len(lb), steps or len(la))
+    return pd.DataFrame({"step": range(1, n + 1), "A": la[:n], "B": lb[:n],
+                         "abs_diff": [abs(x - y) for x, y in zip(la[:n], lb[:n])]})
+
+
+def adapter_difference(folder_a: str | Path, folder_b: str | Path) -> dict:
+    """How far two saved LoRA adapters are apart, in the weight updates they make.
+
+    ``relative``: ‖ΔW_a − ΔW_b‖ / ‖ΔW_a‖ over all layers, where ΔW = B·A is the change an
+    adapter adds to a frozen weight (the same scale for both); ``max_abs``: the largest
+    difference of any stored tensor. Two runs on different data give a relative difference
+    near 1; the same training split over processes differs only by float rounding."""
+    wa = load_file(str(Path(folder_a) / "adapter_model.safetensors"))
+    wb = load_file(str(Path(folder_b) / "adapter_model.safetensors"))
+    if wa.keys() != wb.keys():
+        raise ConfigError("the adapters hold different tensors: "
+                          f"{sorted(wa.keys() ^ wb.keys())[:4]}")
+    diff = norm = 0.0
+    for key in (k for k in wa if "lora_A" in k):
+        b_key = key.replace("lora_A", "lora_B")
+        delta_a = wa[b_key].float() @ wa[key].float()
+        delta_b = wb[b_key].float() @ wb[key].float()
+        diff += float(((delta_a - delta_b) ** 2).sum())
+        norm += float((delta_a ** 2).sum())
+    return {"relative": (diff / norm) ** 0.5 if norm else float(diff > 0),
+            "max_abs": max(float((wa[k].float() - wb[k].float()).abs().max()) for k in wa)}
+
+
+# ---------------------------------------------------------------- memory arithmetic
+
+# bytes per parameter for mixed-precision training with AdamW: bf16 weights (2) and
+# gradients (2), fp32 master weights, momentum and variance (4 + 4 + 4)
+WEIGHTS, GRADS, OPTIMISER = 2, 2, 12
+STRATEGIES = ("DDP", "ZeRO-1", "ZeRO-2", "ZeRO-3 / FSDP", "LoRA (DDP)", "QLoRA (DDP)")
+
+
+def memory_per_device(params: float, devices: int, strategy: str,
+                      lora_share: float = 0.005) -> float:
+    """GiB per device for the model states of training (activations not included).
+
+    DDP replicates weights, gradients and optimiser states; ZeRO-1 shards the optimiser
+    states over ``devices``, ZeRO-2 also the gradients, ZeRO-3/FSDP also the weights. LoRA
+    keeps frozen bf16 weights and trains ``lora_share`` of the parameter count; QLoRA stores
+    the frozen weights in 4 bits (0.5 bytes)."""
+    if strategy not in STRATEGIES:
+        raise ConfigError(f"strategy = {strategy!r}: choose one of {list(STRATEGIES)}")
+    n = devices
+    per = {"DDP": WEIGHTS + GRADS + OPTIMISER,
+           "ZeRO-1": WEIGHTS + GRADS + OPTIMISER / n,
+           "ZeRO-2": WEIGHTS + (GRADS + OPTIMISER) / n,
+           "ZeRO-3 / FSDP": (WEIGHTS + GRADS + OPTIMISER) / n,
+           "LoRA (DDP)": WEIGHTS + lora_share * (GRADS + OPTIMISER + WEIGHTS),
+           "QLoRA (DDP)": 0.5 + lora_share * (GRADS + OPTIMISER + WEIGHTS)}[strategy]
+    return params * per / 2**30
+
+
+def memory_table(sizes: dict[str, float], devices: int = 8) -> pd.DataFrame:
+    """GiB per device of every strategy (rows) for every model size (columns)."""
+    return pd.DataFrame({name: [memory_per_device(n, devices, s) for s in STRATEGIES]
+                         for name, n in sizes.items()}, index=list(STRATEGIES)).round(1)
+
+
+def fits(table: pd.DataFrame, gib: float) -> pd.DataFrame:
+    """``table`` as yes/no: do the model states fit a device of ``gib`` GiB (with a 20 %
+    margin left for activations and the framework)?"""
+    return table.map(lambda v: "fits" if v <= 0.8 * gib else "—")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of every launched process: ``python -m ftkit.train.distributed JOB.json``."""
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m ftkit.train.distributed JOB.json", file=sys.stderr)
+        return 2
+    spec = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
+    train_process(Job(**spec))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+__all__ = ["Job", "accelerate_config_dicts", "accelerate_configs", "adapter_difference",
+           "check_backend", "check_plan", "compare_losses", "fits", "launch", "launch_command",
+           "load_accelerate_config", "memory_per_device", "memory_table", "summary",
+           "train_process"]
