@@ -42,8 +42,8 @@ from ftkit.memory import retrieval
 from ftkit.memory import tuning as memtuning
 from ftkit.models.tiny import tiny_bert
 from ftkit.monitor import drift, signals
-from ftkit.train import (adapters, classifier, finetune, lora_classifier, merging, moe, search,
-                         sft, tuning)
+from ftkit.train import (adapters, classifier, distributed, finetune, lora_classifier, merging,
+                         moe, search, sft, tuning)
 from ftkit.train import params as train_params
 from ftkit.ui.schemas import config_from_params, schema_for
 
@@ -290,6 +290,17 @@ CASES = [
     case("memory-more-updated-than-facts",
          lambda c: resolve(schema_for("11_memory_tuning_and_rag"), {"n_facts": 4, "n_updated": 6}),
          r"MemoryConfig\.n_updated = 6: 6 updated facts cannot be among 4 facts"),
+    # ---- Scaling out (notebook 19) --------------------------------------------------------
+    case("scale-more-processes-than-cores",
+         lambda c: distributed.check_plan(4, 8, cores=2),
+         r"processes = 4 but this machine has 2 cores"),
+    case("scale-batch-not-divided-by-world",
+         lambda c: resolve(schema_for("19_scaling_out"), {"global_batch": 9, "processes": 2}),
+         r"ScaleConfig\.global_batch = 9: must split evenly over processes = 2"),
+    case("scale-backend-not-installed",
+         lambda c: distributed.check_backend({"distributed_type": "DEEPSPEED",
+                                              "num_processes": 2}),
+         r"this config uses DeepSpeed .* not installed here: pip install deepspeed"),
     # ---- The preference family (notebook 08) -------------------------------------------
     case("family-unknown-method",
          lambda c: resolve(schema_for("08_dpo_alignment"), {"methods": ["ipo", "cpo"]}),

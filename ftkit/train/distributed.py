@@ -58,8 +58,10 @@ class Job:
 
     ``batch_size`` is per process: ``world × batch_size × grad_accum`` examples make one
     optimiser step. ``train_rows`` examples of the assistant's records are used (0: all).
-    ``lora_dropout`` is 0 so that runs of different world sizes compute the same gradients:
-    each process draws its own dropout masks, so with dropout they differ by design."""
+    ``time_full_allreduce``: also time an all-reduce of as many values as the model has
+    weights (the traffic of full fine-tuning). ``lora_dropout`` is 0 so that runs of
+    different world sizes compute the same gradients: each process draws its own dropout
+    masks, so with dropout they differ by design."""
     out_dir: str
     model_name: str = "tiny-llama"
     batch_size: int = 2
@@ -73,6 +75,7 @@ class Job:
     seed: int = 42
     threads: int = 1
     allreduce_repeats: int = 5
+    time_full_allreduce: bool = False
 
 
 # ---------------------------------------------------------------- checks before a launch
@@ -80,11 +83,15 @@ class Job:
 def check_plan(processes: int, global_batch: int, cores: int | None = None,
                allow_oversubscribe: bool = False) -> None:
     """Refuse a plan that cannot run as asked: ``processes`` must be ≥ 1 and at most the
-    machine's cores (unless ``allow_oversubscribe``), and must divide ``global_batch`` (the
-    examples of one step), since every process takes an equal share of it."""
+    machine's cores (its GPUs, where it has any) unless ``allow_oversubscribe``, and must
+    divide ``global_batch`` (the examples of one step): each process takes an equal share."""
     cores = cores or os.cpu_count() or 1
     if processes < 1:
         raise ConfigError(f"processes = {processes}: need at least 1")
+    gpus = torch.cuda.device_count()
+    if gpus and processes > gpus and not allow_oversubscribe:
+        raise ConfigError(f"processes = {processes} but this machine has {gpus} GPU(s): NCCL "
+                          "needs one GPU per process; use at most that many processes")
     if processes > cores and not allow_oversubscribe:
         raise ConfigError(f"processes = {processes} but this machine has {cores} cores: each "
                           "process would get less than one core and all would run slower; use "
@@ -183,13 +190,12 @@ def accelerate_configs(folder: str | Path, **kwargs) -> dict[str, Path]:
 
 # ---------------------------------------------------------------- the training function
 
-def _allreduce_seconds(model, repeats: int) -> float:
-    """Seconds of one all-reduce of every trainable gradient (one optimiser step's traffic),
-    timed alone; 0 in a single process."""
+def allreduce_seconds(numel: int, repeats: int) -> float:
+    """Seconds of one all-reduce of ``numel`` float32 values across the launch's processes,
+    timed alone after a warm-up; 0 in a single process."""
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
         return 0.0
-    n = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    flat = torch.zeros(n)
+    flat = torch.zeros(numel)
     dist.all_reduce(flat)  # warm-up
     dist.barrier()
     t0 = time.perf_counter()
@@ -238,7 +244,11 @@ def train_process(job: Job) -> dict:
     t0 = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - t0
-    comm = _allreduce_seconds(model, job.allreduce_repeats)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    # one step's gradient traffic, and what it would be if every weight trained
+    comm = allreduce_seconds(trainable, job.allreduce_repeats)
+    comm_full = allreduce_seconds(total, 2) if job.time_full_allreduce else 0.0
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     grad_norms = [h["grad_norm"] for h in trainer.state.log_history if "grad_norm" in h]
     if trainer.is_world_process_zero():
@@ -248,8 +258,8 @@ def train_process(job: Job) -> dict:
               "step_seconds": clock.seconds, "train_seconds": seconds,
               "tokens": int(trainer.state.num_input_tokens_seen),
               "examples": job.max_steps * job.batch_size * job.grad_accum * world,
-              "allreduce_seconds": comm, "peak_rss_mb": peak_rss_mb(),
-              "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad)}
+              "allreduce_seconds": comm, "allreduce_full_seconds": comm_full,
+              "peak_rss_mb": peak_rss_mb(), "trainable": trainable, "total": total}
     (out / RESULT.format(rank)).write_text(json.dumps(result, indent=1), encoding="utf-8")
     return result
 
@@ -279,6 +289,28 @@ def launch_command(spec: Path, processes: int, launcher: str = "torchrun",
         cmd += ["--config_file", str(config)]
     return [*cmd, "--num_processes", str(processes), "--main_process_ip", "127.0.0.1",
             "--main_process_port", str(free_port()), *module]
+
+
+def cluster_commands(spec: str = "job.json", nodes: int = 2, per_node: int = 8,
+                     main_ip: str = "10.0.0.1", port: int = 29500,
+                     config: str = "ddp.yaml") -> dict[str, str]:
+    """The command lines that run this module's training function on ``nodes`` machines with
+    ``per_node`` processes (GPUs) each: torchrun and accelerate (run on every node, with its
+    own rank), and Slurm's ``srun`` (one task per node, torchrun inside)."""
+    module = f"-m {__name__} {spec}"
+    rdzv = f"--rdzv-backend=c10d --rdzv-endpoint={main_ip}:{port}"
+    return {
+        "torchrun, on every node": f"torchrun --nnodes={nodes} --nproc-per-node={per_node} "
+                                   f"{rdzv} {module}",
+        "accelerate, on node i": f"accelerate launch --config_file {config} --num_machines "
+                                 f"{nodes} --num_processes {nodes * per_node} --machine_rank i "
+                                 f"--main_process_ip {main_ip} --main_process_port {port} "
+                                 f"{module}",
+        "Slurm": f"srun --nodes={nodes} --ntasks-per-node=1 --gpus-per-node={per_node} "
+                 f"torchrun --nnodes={nodes} --nproc-per-node={per_node} "
+                 f"--rdzv-backend=c10d --rdzv-endpoint=$(scontrol show hostnames "
+                 f"$SLURM_JOB_NODELIST | head -n1):{port} {module}",
+    }
 
 
 def launch(job: Job, processes: int, launcher: str = "torchrun",
@@ -339,6 +371,7 @@ def summary(results: list[dict], skip: int = 1) -> dict:
             "tokens_per_s": tokens / len(first["step_seconds"]) / step,
             "peak_rss_mb_per_process": max(r["peak_rss_mb"] for r in results),
             "allreduce_s": comm, "comm_share": comm / step,
+            "allreduce_full_s": max(r.get("allreduce_full_seconds", 0.0) for r in results),
             "train_s": max(r["train_seconds"] for r in results)}
 
 
@@ -373,6 +406,94 @@ def adapter_difference(folder_a: str | Path, folder_b: str | Path) -> dict:
             "max_abs": max(float((wa[k].float() - wb[k].float()).abs().max()) for k in wa)}
 
 
+def scaling_runs(job: Job, global_batch: int, processes: int, launcher: str = "torchrun",
+                 allow_oversubscribe: bool = False, cores: int | None = None,
+                 log: Callable[[str], None] = print) -> dict[str, list[dict]]:
+    """The four launches of notebook 19, all with ``global_batch`` examples per step:
+
+    - one process using every core (the usual single-process run);
+    - one process on one thread (what one core does alone: the base of scaling efficiency);
+    - ``processes`` processes (DDP), ``global_batch / processes`` each, cores shared out;
+    - one process accumulating ``processes`` micro-batches of that size (the single-process
+      equivalent of the DDP run).
+    ``job`` gives the model, data and training values; its batch and threads are set here."""
+    cores = cores or os.cpu_count() or 1
+    each = global_batch // processes
+    check_plan(processes, global_batch, cores, allow_oversubscribe)
+    threads = max(1, cores // processes)
+    out = Path(job.out_dir)
+    plans = {f"1 process × {cores} threads": (1, dict(batch_size=global_batch, threads=cores)),
+             "1 process × 1 thread": (1, dict(batch_size=global_batch, threads=1)),
+             f"{processes} processes (DDP)": (processes, dict(batch_size=each, threads=threads,
+                                                              time_full_allreduce=True)),
+             f"1 process, {processes} accumulated": (1, dict(batch_size=each,
+                                                             grad_accum=processes,
+                                                             threads=cores))}
+    runs = {}
+    for i, (name, (n, values)) in enumerate(plans.items()):
+        run = dataclasses.replace(job, out_dir=str(out / f"run{i}"), **values)
+        runs[name] = launch(run, n, launcher if n > 1 else "torchrun",
+                            allow_oversubscribe=allow_oversubscribe, log=log)
+    return runs
+
+
+def scaling_table(runs: dict[str, list[dict]]) -> pd.DataFrame:
+    """:func:`summary` of each launch, with its speed relative to the first one."""
+    table = pd.DataFrame({name: summary(r) for name, r in runs.items()}).T
+    table["speed_vs_first"] = table["examples_per_s"] / table["examples_per_s"].iloc[0]
+    return table
+
+
+def loss_figure(runs: dict[str, list[dict]]):
+    """The logged loss per optimiser step of every launch, one line each."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    for i, (name, results) in enumerate(runs.items()):
+        losses = results[0]["losses"]
+        ax.plot(range(1, len(losses) + 1), losses, marker="os^v"[i % 4], alpha=0.8, label=name,
+                linestyle="-" if i % 2 == 0 else "--")
+    ax.set(xlabel="optimiser step", ylabel="training loss",
+           title="the same examples per step: the same curve")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def speed_figure(table: pd.DataFrame):
+    """Examples per second and peak memory per process of each launch."""
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.4))
+    names = [n.replace(" (", "\n(").replace(", ", ",\n") for n in table.index]
+    a.barh(names, table["examples_per_s"], color="tab:blue")
+    a.set(xlabel="examples / s", title="throughput")
+    b.barh(names, table["peak_rss_mb_per_process"], color="tab:orange")
+    b.set(xlabel="MB", title="peak memory per process")
+    for ax in (a, b):
+        ax.invert_yaxis()
+    b.set_yticklabels([])
+    fig.tight_layout()
+    return fig
+
+
+def memory_figure(table: pd.DataFrame, device_gb: float):
+    """GiB per device of each strategy and model size (log scale), with the device's size."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 3.8))
+    width = 0.8 / len(table.columns)
+    for i, size in enumerate(table.columns):
+        ax.bar([x + i * width for x in range(len(table))], table[size], width, label=size)
+    ax.axhline(device_gb * 1e9 / 2**30, color="black", linestyle=":",
+               label=f"one {device_gb:.0f} GB GPU")
+    ax.set_xticks([x + width * (len(table.columns) - 1) / 2 for x in range(len(table))],
+                  table.index, rotation=15, fontsize=8)
+    ax.set(yscale="log", ylabel="GiB per device", title="model states of AdamW training, per device")
+    ax.legend(fontsize=8, ncol=3)
+    fig.tight_layout()
+    return fig
+
+
 # ---------------------------------------------------------------- memory arithmetic
 
 # bytes per parameter for mixed-precision training with AdamW: bf16 weights (2) and
@@ -401,16 +522,20 @@ def memory_per_device(params: float, devices: int, strategy: str,
     return params * per / 2**30
 
 
-def memory_table(sizes: dict[str, float], devices: int = 8) -> pd.DataFrame:
+MODEL_SIZES = {"135M": 135e6, "1.7B": 1.7e9, "8B": 8e9, "70B": 70e9}
+
+
+def memory_table(sizes: dict[str, float] = MODEL_SIZES, devices: int = 8) -> pd.DataFrame:
     """GiB per device of every strategy (rows) for every model size (columns)."""
     return pd.DataFrame({name: [memory_per_device(n, devices, s) for s in STRATEGIES]
                          for name, n in sizes.items()}, index=list(STRATEGIES)).round(1)
 
 
 def fits(table: pd.DataFrame, gib: float) -> pd.DataFrame:
-    """``table`` as yes/no: do the model states fit a device of ``gib`` GiB (with a 20 %
+    """``table`` as yes/no: do the model states fit a device of ``gib`` GB (with a 20 %
     margin left for activations and the framework)?"""
-    return table.map(lambda v: "fits" if v <= 0.8 * gib else "—")
+    limit = 0.8 * gib * 1e9 / 2**30
+    return table.map(lambda v: "fits" if v <= limit else "—")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -429,6 +554,7 @@ if __name__ == "__main__":
 
 
 __all__ = ["Job", "accelerate_config_dicts", "accelerate_configs", "adapter_difference",
-           "check_backend", "check_plan", "compare_losses", "fits", "launch", "launch_command",
-           "load_accelerate_config", "memory_per_device", "memory_table", "summary",
-           "train_process"]
+           "allreduce_seconds", "check_backend", "check_plan", "cluster_commands",
+           "compare_losses", "fits", "launch", "launch_command", "load_accelerate_config",
+           "loss_figure", "memory_figure", "memory_per_device", "memory_table", "scaling_runs",
+           "scaling_table", "speed_figure", "summary", "train_process"]

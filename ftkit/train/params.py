@@ -252,3 +252,40 @@ class MoEConfig(Section):
         if self.top_k > self.n_experts:
             self.fail("top_k", f"each token can go to at most n_experts = {self.n_experts} "
                       "experts")
+
+
+@dataclass(frozen=True)
+class ScaleConfig(Section):
+    """Data-parallel training measured on this machine, and the memory arithmetic of sharding
+    (notebook 19, paper §5.2, §5.6)."""
+    global_batch: int = param(8, "Examples per optimiser step, summed over processes (each "
+                              "of N processes takes global_batch / N).", min=1, max=4096)
+    scale_steps: int = param(8, "Optimiser steps of each launch.", min=2, max=10_000)
+    scale_rows: int = param(64, "Training records of the assistant used (0: all).", min=0,
+                            max=100_000)
+    scale_lr: float = param(1e-3, "LoRA learning rate of every launch.", min=0.0,
+                            min_exclusive=True, max=1.0, log=True)
+    processes: int = param(2, "Processes of the data-parallel launch (compared with one).",
+                           min=2, max=1024)
+    launcher: Literal["torchrun", "accelerate"] = param(
+        "torchrun", "How the processes start: torchrun (CPU and GPU) or accelerate launch "
+        "(GPUs; on CPUs it needs mpirun).")
+    allow_oversubscribe: bool = param(False, "Allow more processes than CPU cores (each then "
+                                      "gets less than a core; for measuring that only).")
+    loss_tol: float = param(1e-3, "Per-step loss gap always accepted between launches that "
+                            "should train the same (more when a thread-count change alone "
+                            "drifts further: three times that drift).", min=0.0,
+                            min_exclusive=True, max=1.0, log=True)
+    adapter_tol: float = param(0.05, "Relative difference of the trained adapters' weight "
+                               "updates always accepted as the same training (more when a "
+                               "thread-count change alone drifts further).", min=0.0,
+                               min_exclusive=True, max=1.0, log=True)
+    devices: int = param(8, "GPUs per node in the memory arithmetic.", min=1, max=1024)
+    device_gb: float = param(80.0, "Memory of one GPU in the memory arithmetic (GB).",
+                             min=1.0, max=1024.0)
+
+    def check(self) -> None:
+        if self.global_batch % self.processes:
+            self.fail("global_batch", f"must split evenly over processes = {self.processes} "
+                      "(per-process batch = global_batch / processes; the accumulation run "
+                      "takes as many micro-batches of that size)")

@@ -45,7 +45,7 @@ from ftkit.memory.params import MemoryConfig
 from ftkit.deploy.params import DeployConfig
 from ftkit.monitor.params import MonitorConfig
 from ftkit.train.params import (BalanceConfig, ExperimentConfig, MergeConfig, MoEConfig,
-                                SearchConfig, SweepConfig, TrainingSetupConfig)
+                                ScaleConfig, SearchConfig, SweepConfig, TrainingSetupConfig)
 from ftkit.vqa.params import VQAConfig
 
 TASKS = "../data/instruct_tasks/tasks.jsonl"
@@ -267,6 +267,14 @@ SCHEMAS: dict[str, type] = {s.NOTEBOOK: s for s in [
             "rewards": ["valid_json", "exact_fields", "stops_after_record"], "samples": 4,
             "pass_k": [4], "compare_sft": True, "kl_off_run": True, "hack_steps": 10}),
         adapter=(AdapterConfig, {"lora_r": 16, "lora_alpha": 32.0, "lora_dropout": 0.0})),
+    _schema(
+        "19_scaling_out", "ScalingOutParams",
+        model=(ModelConfig, {"model_name": "smollm2-135m", "max_length": 256}),
+        scale=(ScaleConfig, {"global_batch": 8, "scale_steps": 8, "scale_rows": 64,
+                             "scale_lr": 1e-3, "processes": 2, "launcher": "torchrun",
+                             "allow_oversubscribe": False, "loss_tol": 1e-3,
+                             "adapter_tol": 0.05, "devices": 8, "device_gb": 80.0}),
+        adapter=(AdapterConfig, {"lora_r": 8})),
 ]}
 
 

@@ -132,3 +132,32 @@ def test_jobs_run_notebooks_side_by_side_with_fewer_threads_each(tmp_path, monke
     with pytest.raises(ValueError, match="jobs = 0"):
         run_batch(PROFILE, notebooks_dir=tmp_path / "notebooks", runs_dir=tmp_path / "runs",
                   jobs=0)
+
+
+@pytest.mark.slow
+def test_jobs_2_writes_the_report_entries_that_jobs_1_writes(tmp_path):
+    bodies = [f"import ftkit.core.results as r\nr.record('n', {i})\n"
+              f"r.claim('n is even', {i} % 2 == 0, 'n = {i}')" for i in range(3)]
+    bodies[1] += "\nraise RuntimeError('this notebook fails')"
+    _notebooks(tmp_path / "notebooks", bodies)
+    runs = {jobs: run_batch(PROFILE, notebooks_dir=tmp_path / "notebooks",
+                            runs_dir=tmp_path / "runs", run_id=f"jobs{jobs}", jobs=jobs,
+                            log=lambda line: None) for jobs in (1, 2)}
+
+    def entries(result):
+        out = []
+        for entry in load_run(result.run_dir)["notebooks"]:
+            doc = json.loads((result.run_dir / entry["stem"] / "metrics.json").read_text())
+            out.append((entry["stem"], entry["status"], doc["metrics"], doc["claims"]))
+        return out
+
+    one, two = entries(runs[1]), entries(runs[2])
+    assert one == two
+    assert [(stem, status) for stem, status, *_ in one] == [
+        ("00_nb", "passed"), ("01_nb", "failed"), ("02_nb", "passed")]
+    assert one[2][3][0]["ok"] is True and one[1][2] == {"n": 1}
+
+    for result in runs.values():  # each report shows all three, the failure with its error
+        report = (result.run_dir / "report.md").read_text()
+        assert report.count("n is even — n =") == 3 and "this notebook fails" in report
+        assert not result.ok
