@@ -20,7 +20,8 @@ ADAPTER_TOL = 0.05  # relative difference of the adapters' weight updates (B·A)
 @pytest.mark.slow
 def test_two_processes_at_batch_b_train_what_one_process_at_batch_2b_trains(tmp_path):
     one = D.launch(D.Job(out_dir=str(tmp_path / "one"), batch_size=4, max_steps=4), 1)
-    two = D.launch(D.Job(out_dir=str(tmp_path / "two"), batch_size=2, max_steps=4), 2)
+    two = D.launch(D.Job(out_dir=str(tmp_path / "two"), batch_size=2, max_steps=4), 2,
+                   allow_oversubscribe=True)  # equivalence, whatever the core count
     assert [r["world"] for r in two] == [2, 2]
     losses = D.compare_losses(one, two)
     assert len(losses) == 4
