@@ -4,7 +4,11 @@ One process, SmolLM2-135M-Instruct (offline pack), LoRA r=16 on every Linear lay
 support-record task of notebook 18 (data/extraction_tasks), the same prompts, group size,
 completion length and seed for every variant. Variants (``ftkit.align.grpo``):
 
-- ``trl``: TRL's ``GRPOTrainer`` with peft's LoRA layers, nothing switched;
+- ``trl defaults``: TRL's ``GRPOTrainer`` with ``GRPOConfig``'s own defaults (learning rate
+  1e-6, gradient checkpointing, bf16), only the budget and shape set: the default anchor;
+- ``trl``: TRL's ``GRPOTrainer`` with peft's LoRA layers and the settings the kit trains with
+  (no gradient checkpointing, fp32, its learning rate, loss and reward scaling), nothing
+  switched: the tuned anchor, whose rewards compare with ftkit's;
 - ``+completion_logits``: log-probabilities from the vocabulary head at completion positions
   only (TRL's chunked head projects every position where Triton is missing);
 - ``+merged_rollouts``: the LoRA update merged into the weights while sampling;
@@ -42,18 +46,38 @@ from ftkit.core.config import AdapterConfig  # noqa: E402
 from ftkit.train.adapters import apply_method  # noqa: E402
 from ftkit.train.speed.fused_lora import use_fused_lora  # noqa: E402
 
-# (completion_logits, merged_rollouts, shared_prompts, fused LoRA)
-VARIANTS = {"trl": (False, False, False, False), "+completion_logits": (True, False, False, False),
+# (completion_logits, merged_rollouts, shared_prompts, fused LoRA); None: TRL's own defaults
+VARIANTS = {"trl defaults": None,
+            "trl": (False, False, False, False), "+completion_logits": (True, False, False, False),
             "+merged_rollouts": (False, True, False, False),
             "+shared_prompts": (False, False, True, False), "ftkit": (True, True, True, True)}
 
 
-def trainer_for(levers: tuple[bool, bool, bool, bool], settings: GRPOSettings, rows,
+def defaults_trainer(settings: GRPOSettings, rows, steps: int, folder: str, model, tokenizer):
+    """TRL's GRPOTrainer with GRPOConfig's own defaults (learning rate 1e-6, gradient
+    checkpointing, bf16, its loss and reward scaling); only the budget and shape are the
+    benchmark's: steps, prompts x group size, completion length, CPU."""
+    import torch
+    from trl import GRPOConfig, GRPOTrainer
+
+    args = GRPOConfig(output_dir=folder, seed=0, max_steps=steps,
+                      per_device_train_batch_size=settings.prompts_per_step * settings.group_size,
+                      num_generations=settings.group_size,
+                      max_completion_length=settings.max_completion,
+                      use_cpu=not torch.cuda.is_available(), logging_steps=1,
+                      save_strategy="no", report_to=[], disable_tqdm=True)
+    return GRPOTrainer(model=model, reward_funcs=grpo.rewards_by_name(settings.rewards), args=args,
+                       train_dataset=grpo.grpo_dataset(rows), processing_class=tokenizer)
+
+
+def trainer_for(levers: tuple[bool, bool, bool, bool] | None, settings: GRPOSettings, rows,
                 steps: int, folder: str):
-    logits, merged, shared, fused = levers
     env.seed_everything(0)
     model, tokenizer = models.load("smollm2-135m")
     model = apply_method(model, AdapterConfig(lora_r=16, lora_alpha=32.0, lora_dropout=0.0))
+    if levers is None:
+        return defaults_trainer(settings, rows, steps, folder, model, tokenizer)
+    logits, merged, shared, fused = levers
     if fused:
         use_fused_lora(model)
     cls = grpo.rollout_trainer_class(logits, merged, shared)
@@ -116,16 +140,21 @@ def main() -> None:
             runs[v].append(json.loads(child.stdout.strip().splitlines()[-1]))
             print(f"round {round_ + 1} {v}: {runs[v][-1]['steps_s']}", flush=True)
     base = statistics.median(t for r in runs["trl"] for t in r["steps_s"])
+    default = statistics.median(t for r in runs["trl defaults"] for t in r["steps_s"])
     result = {}
-    print(f"{'variant':<22}{'median step s':>14}{'vs trl':>8}{'peak RSS MB':>13}"
-          f"{'mean reward':>13}")
+    print(f"{'variant':<22}{'median step s':>14}{'vs trl':>8}{'vs defaults':>12}"
+          f"{'peak RSS MB':>13}{'mean reward':>13}")
     for v, rs in runs.items():
         med = statistics.median(t for r in rs for t in r["steps_s"])
         peak = max(r["peak_rss_mb"] for r in rs)
         reward = statistics.mean(x for r in rs for x in r["rewards"])
-        result[v] = {"median_step_s": med, "speedup": base / med, "peak_rss_mb": peak,
-                     "mean_reward": reward, "runs": rs}
-        print(f"{v:<22}{med:>14.1f}{base / med:>8.2f}{peak:>13.0f}{reward:>13.3f}")
+        result[v] = {"median_step_s": med, "speedup": base / med, "vs_defaults": default / med,
+                     "peak_rss_mb": peak, "mean_reward": reward, "runs": rs}
+        print(f"{v:<22}{med:>14.1f}{base / med:>8.2f}{default / med:>12.2f}{peak:>13.0f}"
+              f"{reward:>13.3f}")
+    ratio = base / result["ftkit"]["median_step_s"]
+    print(f"\nftkit vs its tuned anchor (trl: TRL's trainer with the kit's settings): {ratio:.2f}x "
+          f"({'goal met' if ratio >= 1.3 else 'goal missed'}: >= 1.3x)")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
 
