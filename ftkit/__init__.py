@@ -37,7 +37,7 @@ Where each notebook's code lives::
     16_whisper_asr             asr.whisper, asr.audio
     17_multimodal_vqa          vqa.train, vqa.model
     18_grpo_verifiable_rewards align.grpo, align.verifiable
-    19_scaling_out             train.distributed, batch (runner, shard, merge)
+    19_scaling_out             train.distributed, train.scaling, batch (runner, shard, merge)
 
 Imports are lazy so that the ``ftkit`` command starts without loading torch.
 """

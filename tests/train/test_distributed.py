@@ -1,4 +1,5 @@
-"""Data-parallel training through torchrun and DDP (ftkit.train.distributed), on the tiny Llama."""
+"""Data-parallel training through torchrun and DDP (ftkit.train.distributed, .scaling), on the
+tiny Llama."""
 from __future__ import annotations
 
 import os
@@ -11,6 +12,7 @@ import yaml
 from ftkit import models
 from ftkit.core.config import ConfigError
 from ftkit.train import distributed as D
+from ftkit.train import scaling as S
 from ftkit.train.speed import fastloss
 
 LOSS_TOL = 1e-3  # absolute, per logged step
@@ -23,20 +25,20 @@ def test_two_processes_at_batch_b_train_what_one_process_at_batch_2b_trains(tmp_
     two = D.launch(D.Job(out_dir=str(tmp_path / "two"), batch_size=2, max_steps=4), 2,
                    allow_oversubscribe=True)  # equivalence, whatever the core count
     assert [r["world"] for r in two] == [2, 2]
-    losses = D.compare_losses(one, two)
+    losses = S.compare_losses(one, two)
     assert len(losses) == 4
     assert losses["abs_diff"].max() < LOSS_TOL, losses
     assert two[0]["losses"] == two[1]["losses"]  # every rank logs the global mean
-    same = D.adapter_difference(tmp_path / "one" / "adapter", tmp_path / "two" / "adapter")
+    same = S.adapter_difference(tmp_path / "one" / "adapter", tmp_path / "two" / "adapter")
     assert same["relative"] < ADAPTER_TOL, same
     # the measure can tell different training apart: another seed draws other examples
     other = D.launch(D.Job(out_dir=str(tmp_path / "other"), batch_size=4, max_steps=4,
                            seed=7), 1)
-    far = D.adapter_difference(tmp_path / "one" / "adapter", tmp_path / "other" / "adapter")
+    far = S.adapter_difference(tmp_path / "one" / "adapter", tmp_path / "other" / "adapter")
     assert far["relative"] > 10 * same["relative"]
-    assert D.compare_losses(one, other)["abs_diff"].iloc[0] > 0  # other examples, other loss
+    assert S.compare_losses(one, other)["abs_diff"].iloc[0] > 0  # other examples, other loss
     assert two[0]["allreduce_seconds"] > 0 and one[0]["allreduce_seconds"] == 0
-    s = D.summary(two)
+    s = S.summary(two)
     assert s["processes"] == 2 and 0 < s["comm_share"] and s["examples_per_s"] > 0
 
 
@@ -116,19 +118,19 @@ def test_a_config_for_a_backend_missing_here_is_refused_naming_it(tmp_path):
 
 def test_memory_arithmetic_of_the_sharding_strategies():
     gib = 2**30
-    assert D.memory_per_device(gib, 8, "DDP") == pytest.approx(16)  # 2+2+12 bytes each
-    assert D.memory_per_device(gib, 8, "ZeRO-1") == pytest.approx(2 + 2 + 12 / 8)
-    assert D.memory_per_device(gib, 8, "ZeRO-2") == pytest.approx(2 + 14 / 8)
-    assert D.memory_per_device(gib, 8, "ZeRO-3 / FSDP") == pytest.approx(2)
-    assert D.memory_per_device(gib, 1, "ZeRO-3 / FSDP") == pytest.approx(16)  # nothing to share
-    table = D.memory_table({"8B": 8e9, "70B": 70e9})
+    assert S.memory_per_device(gib, 8, "DDP") == pytest.approx(16)  # 2+2+12 bytes each
+    assert S.memory_per_device(gib, 8, "ZeRO-1") == pytest.approx(2 + 2 + 12 / 8)
+    assert S.memory_per_device(gib, 8, "ZeRO-2") == pytest.approx(2 + 14 / 8)
+    assert S.memory_per_device(gib, 8, "ZeRO-3 / FSDP") == pytest.approx(2)
+    assert S.memory_per_device(gib, 1, "ZeRO-3 / FSDP") == pytest.approx(16)  # nothing to share
+    table = S.memory_table({"8B": 8e9, "70B": 70e9})
     assert list(table["70B"].iloc[:4]) == sorted(table["70B"].iloc[:4], reverse=True)
-    verdict = D.fits(table, 80)  # an 80 GB GPU, 8 of them
+    verdict = S.fits(table, 80)  # an 80 GB GPU, 8 of them
     assert verdict.loc["DDP", "8B"] == "—" and verdict.loc["ZeRO-3 / FSDP", "8B"] == "fits"
     assert verdict.loc["ZeRO-3 / FSDP", "70B"] == "—"  # 1.1 TB of states over 640 GB
     assert verdict.loc["QLoRA (DDP)", "70B"] == "fits"
     with pytest.raises(ConfigError, match="strategy"):
-        D.memory_per_device(1e9, 8, "ZeRO-4")
+        S.memory_per_device(1e9, 8, "ZeRO-4")
 
 
 def test_the_entry_point_explains_its_usage(capsys):
