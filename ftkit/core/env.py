@@ -12,6 +12,7 @@ import os
 import platform
 import random
 import resource
+import socket
 import sys
 import threading
 import time
@@ -23,6 +24,13 @@ import torch
 def headless() -> bool:
     """True in batch runs (the runner sets FTKIT_HEADLESS=1): no widgets, plain-text progress."""
     return os.environ.get("FTKIT_HEADLESS", "0") == "1"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on ``host`` that nothing listens on right now (servers, process rendezvous)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
 
 
 def seed_everything(seed: int) -> None:

@@ -38,6 +38,7 @@ import urllib.request
 from pathlib import Path
 
 from ftkit.core.config import ConfigError
+from ftkit.core.env import free_port
 
 KEY_ENV = "FTKIT_API_KEY"
 OPEN_PATHS = ("/health",)
@@ -142,13 +143,6 @@ async def _error(send, status: int, message: str, code: str) -> None:
         headers.append((b"www-authenticate", b"Bearer"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
 
 
 def check_model_dir(model: str | Path) -> Path:

@@ -25,7 +25,6 @@ import dataclasses
 import importlib.util
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -42,7 +41,7 @@ from transformers import TrainerCallback
 
 from ftkit import models
 from ftkit.core.config import AdapterConfig, ConfigError, TrainConfig
-from ftkit.core.env import peak_rss_mb, seed_everything
+from ftkit.core.env import free_port, peak_rss_mb, seed_everything
 from ftkit.data.formatting import pairs_dataset
 from ftkit.train import adapters, assistant, sft
 
@@ -263,13 +262,6 @@ def train_process(job: Job) -> dict:
 
 
 # ---------------------------------------------------------------- launching
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free now (for the processes' rendezvous)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def launch_command(spec: Path, processes: int, launcher: str = "torchrun",
                    config: str | Path | None = None) -> list[str]:

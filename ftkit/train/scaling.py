@@ -32,7 +32,7 @@ def summary(results: list[dict], skip: int = 1) -> dict:
     first = results[0]
     per_step = first["examples"] / max(1, len(first["step_seconds"]))
     comm = max(r["allreduce_seconds"] for r in results)
-    tokens = sum(r["tokens"] for r in results) / max(1, len(results))  # gathered: the same
+    tokens = first["tokens"]  # the Trainer gathers the count over processes: every rank's
     return {"processes": first["world"], "threads_each": first["threads"],
             "step_s": step, "examples_per_s": per_step / step,
             "tokens_per_s": tokens / len(first["step_seconds"]) / step,

@@ -11,6 +11,7 @@ import yaml
 
 from ftkit import models
 from ftkit.core.config import ConfigError
+from ftkit.core.env import free_port
 from ftkit.train import distributed as D
 from ftkit.train import scaling as S
 from ftkit.train.speed import fastloss
@@ -44,7 +45,7 @@ def test_two_processes_at_batch_b_train_what_one_process_at_batch_2b_trains(tmp_
 
 @pytest.fixture
 def one_process_group(tmp_path):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(D.free_port()))
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()))
     dist.init_process_group("gloo", rank=0, world_size=1)
     yield
     dist.destroy_process_group()
