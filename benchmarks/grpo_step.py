@@ -7,8 +7,9 @@ completion length and seed for every variant. Variants (``ftkit.align.grpo``):
 - ``trl defaults``: TRL's ``GRPOTrainer`` with ``GRPOConfig``'s own defaults (learning rate
   1e-6, gradient checkpointing, bf16), only the budget and shape set: the default anchor;
 - ``trl``: TRL's ``GRPOTrainer`` with peft's LoRA layers and the settings the kit trains with
-  (no gradient checkpointing, fp32, its learning rate, loss and reward scaling), nothing
-  switched: the tuned anchor, whose rewards compare with ftkit's;
+  (no gradient checkpointing, bf16 autocast only where the CPU has bf16 instructions, its
+  learning rate, loss and reward scaling), nothing switched: the tuned anchor, whose rewards
+  compare with ftkit's;
 - ``+completion_logits``: log-probabilities from the vocabulary head at completion positions
   only (TRL's chunked head projects every position where Triton is missing);
 - ``+merged_rollouts``: the LoRA update merged into the weights while sampling;
@@ -24,6 +25,7 @@ the first step's rollouts agree, later ones drift apart as the updates differ in
 
     python benchmarks/grpo_step.py                   # 2 rounds x 2 timed steps, 4 prompts x 4
     python benchmarks/grpo_step.py --repeats 3 --steps 3 --json out.json
+    python benchmarks/grpo_step.py --only ftkit     # the two anchors and ftkit only
 """
 from __future__ import annotations
 
@@ -122,6 +124,8 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=4)
     parser.add_argument("--group", type=int, default=4)
     parser.add_argument("--tokens", type=int, default=32)
+    parser.add_argument("--only", nargs="+", choices=list(VARIANTS),
+                        help="these variants (the two anchors and ftkit are always run)")
     parser.add_argument("--variant", help=argparse.SUPPRESS)  # one variant, in a child process
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
@@ -130,9 +134,10 @@ def main() -> None:
     if args.variant:
         print(json.dumps(one_variant(args.variant, settings, args.steps)))
         return
-    runs: dict[str, list[dict]] = {v: [] for v in VARIANTS}
+    wanted = set(args.only or VARIANTS) | {"trl defaults", "trl", "ftkit"}
+    runs: dict[str, list[dict]] = {v: [] for v in VARIANTS if v in wanted}
     for round_ in range(args.repeats):
-        for v in VARIANTS:
+        for v in runs:
             child = subprocess.run(
                 [sys.executable, __file__, "--variant", v, "--steps", str(args.steps),
                  "--prompts", str(args.prompts), "--group", str(args.group),

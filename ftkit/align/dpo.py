@@ -37,6 +37,7 @@ from ftkit.train import factory
 from ftkit.train.adapters import require_peft
 from ftkit.train.callbacks import show_in_place
 from ftkit.train.sft import report_targets
+from ftkit.train.speed.layer import Levers
 
 
 def choose_threads(requested: int = 0) -> int:
@@ -158,6 +159,23 @@ def dpo_arguments(train: TrainConfig, beta: float, output_dir: str, seed: int = 
                          **{"beta": beta, **overrides})
 
 
+def reference_once(args, rows: int, wanted: bool = True) -> bool:
+    """Whether a DPO run computes its reference log-probabilities once, before training
+    (TRL's ``precompute_ref_log_probs``; a speed lever of ``ftkit.train.speed.layer``).
+
+    The reference (the adapter switched off) is frozen, so its log-probabilities of each pair
+    never change; computed on the fly they cost one more forward pass per pair and step.
+    Computed once they cost one forward pass per pair of the data set, whether the run reads
+    it or not, so the lever is on only when ``wanted`` and the run reads every pair at least
+    once (``max_steps`` × batch × accumulation ≥ ``rows``, or one epoch or more).
+    """
+    if not wanted:
+        return False
+    per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps
+    seen = args.max_steps * per_step if args.max_steps > 0 else args.num_train_epochs * rows
+    return seen >= rows
+
+
 def require_rows(rows, train: TrainConfig):
     """``rows`` when one training batch fits in them, else a ConfigError saying so."""
     if len(rows) < train.batch_size:
@@ -168,16 +186,30 @@ def require_rows(rows, train: TrainConfig):
 
 def make_dpo_trainer(model, tokenizer, train_ds, train: TrainConfig, beta: float,
                      output_dir: str, seed: int = 42, title: str = "DPO",
-                     max_length: int = 256, **overrides: Any):
-    """A TRL DPOTrainer over a peft ``model`` (its reference: the adapter switched off)."""
+                     max_length: int = 256, levers: Levers | None = None, **overrides: Any):
+    """A TRL DPOTrainer over a peft ``model`` (its reference: the adapter switched off).
+
+    ``levers``: the speed layer's (default all on); its ``reference_once`` (default on)
+    computes the reference log-probabilities once where that pays (:func:`reference_once`).
+    """
     from trl import DPOTrainer
 
     require_peft(model, "make_dpo_trainer")
     require_rows(train_ds, train)
     args = dpo_arguments(train, beta, output_dir, seed, max_length, **overrides)
+    levers = with_reference_once(args, len(train_ds), levers)
     curves = LiveCurves(DPO_CURVES, title, every=1)  # prints one compact line per step
-    return factory.build(DPOTrainer, model, args, path="dpo", plot=curves,
+    return factory.build(DPOTrainer, model, args, path="dpo", plot=curves, levers=levers,
                          train_dataset=train_ds, processing_class=tokenizer)
+
+
+def with_reference_once(args, rows: int, levers: Levers | None = None) -> Levers:
+    """``levers`` (default all on) with ``reference_once`` decided for this run, and
+    ``args.precompute_ref_log_probs`` set to match."""
+    levers = Levers() if levers is None else levers
+    once = reference_once(args, rows, levers.reference_once is not False)
+    args.precompute_ref_log_probs = once
+    return levers.replace(reference_once=once)
 
 
 def reply_batch(tokenizer, prompts: list, replies: list[str]) -> tuple[dict, torch.Tensor]:

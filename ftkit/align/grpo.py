@@ -35,7 +35,7 @@ from ftkit.models.generation import generate_groups, sample_groups
 from ftkit.train import factory, finetune
 from ftkit.train.adapters import apply_method
 from ftkit.train.speed.fastloss import _parts
-from ftkit.train.speed.fused_lora import use_fused_lora
+from ftkit.train.speed.layer import Levers
 
 from ftkit.align.dpo import LiveCurves, token_kl
 from ftkit.align.params import GRPOSettings
@@ -169,8 +169,8 @@ def grpo_arguments(settings: GRPOSettings, output_dir: str, seed: int = 42,
     group's spread (``scale_rewards="none"``, as Dr. GRPO argues, Liu et al. 2025): with
     groups of four nearly equal rewards, dividing by a tiny spread turns a difference of one
     length-limit point into a full-size update. CPU-friendly defaults as for DPO (``use_cpu``,
-    fp32 where bf16 is slow, no gradient checkpointing, no checkpoints), a constant learning
-    rate.
+    bf16 autocast only where the hardware runs bf16 natively and fp32 elsewhere, no gradient
+    checkpointing, no checkpoints), a constant learning rate.
     """
     from trl import GRPOConfig
 
@@ -184,7 +184,7 @@ def grpo_arguments(settings: GRPOSettings, output_dir: str, seed: int = 42,
         max_completion_length=settings.max_completion, temperature=settings.temperature,
         beta=settings.kl_beta if beta is None else beta, epsilon=settings.clip_eps,
         loss_type="dapo", scale_rewards="none", lr_scheduler_type="constant", warmup_steps=0,
-        use_cpu=not torch.cuda.is_available(), bf16=env.use_bf16(False),
+        use_cpu=not torch.cuda.is_available(), bf16=env.use_bf16(True),
         gradient_checkpointing=False, logging_steps=1, save_strategy="no",
         report_to=["tensorboard"],
         disable_tqdm=headless(), dataloader_num_workers=0, log_completions=False)
@@ -239,10 +239,13 @@ def train_grpo(start, tokenizer, adapter: AdapterConfig, settings: GRPOSettings,
     args = grpo_arguments(settings, output_dir, seed, beta, max_steps=steps)
     env.seed_everything(seed)
     model = apply_method(copy.deepcopy(start), adapter).train()
-    use_fused_lora(model)
     trainer_cls = rollout_trainer_class(completion_logits, merged_rollouts, shared_prompts)
     curves = LiveCurves(GRPO_CURVES, label, every=max(1, steps // 6))
-    trainer = factory.build(trainer_cls, model, args, path="grpo", plot=curves,
+    # no held bf16 copies: merging the adapter for rollouts rewrites the fp32 weights in place
+    # (peft writes through .data, which a held copy's version check cannot see)
+    levers = Levers(hold_frozen_bf16=False, completion_logits=completion_logits,
+                    merged_rollouts=merged_rollouts, shared_prompts=shared_prompts)
+    trainer = factory.build(trainer_cls, model, args, path="grpo", plot=curves, levers=levers,
                             reward_funcs=list(rewards), train_dataset=grpo_dataset(rows),
                             processing_class=tokenizer)
     started = time.perf_counter()

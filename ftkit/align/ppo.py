@@ -179,7 +179,7 @@ def train_ppo(model, tokenizer, prompts: list[str], reward_fn, cfg: PPOSettings,
     with run_folder(output_dir) as folder:
         args = loss_arguments(folder, lr=cfg.ppo_lr, batch_size=cfg.ppo_prompts,
                               max_steps=cfg.ppo_iterations, seed=seed, save_steps=save_steps,
-                              report_to="tensorboard" if output_dir else "none")
+                              bf16=bf16, report_to="tensorboard" if output_dir else "none")
         loop = CallbackLoop(model, optimizer, args, path="ppo", plot=curves, title="PPO")
         t0 = time.perf_counter()
         for it in range(loop.begin(cfg.ppo_iterations, resume and bool(output_dir)),

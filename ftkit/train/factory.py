@@ -3,7 +3,8 @@
 ``build`` wraps a transformers or TRL trainer class with what every ftkit run shares: the live
 loss plot (or a path's own live curves), one compact log line per evaluation, integrity
 markers on checkpoints (``ftkit.train.checkpoints``; resume with ``ftkit.train.sft.train``),
-the speed layer's callbacks, TensorBoard event files under ``output_dir/runs`` (or MLflow,
+the speed layer (``ftkit.train.speed.layer.apply``: fused LoRA updates, frozen weights recast
+and held in bf16 under autocast; one printed line per run says which levers are on), TensorBoard event files under ``output_dir/runs`` (or MLflow,
 trackio: ``TrainConfig.report_to``), and a ``ftkit_path`` tag that says which path built it.
 The paths:
 
@@ -43,6 +44,8 @@ from transformers.integrations import TensorBoardCallback
 
 from ftkit.train.callbacks import compact_logs, live_plot
 from ftkit.train.checkpoints import IntegrityCallback
+from ftkit.train.speed import layer
+from ftkit.train.speed.layer import Levers
 
 PATHS = ("sft", "dpo", "cpo", "orpo", "kto", "grpo", "whisper", "vqa", "classifier", "reward",
          "contrastive", "top_layers")
@@ -55,8 +58,10 @@ def saves_checkpoints(args) -> bool:
 
 
 def build(trainer_cls: type, model, args, *, path: str, title: str = "training",
-          plot=None, callbacks: list | None = None, **trainer_kwargs: Any):
-    """``trainer_cls(model=model, args=args, ...)`` with ftkit's shared callbacks.
+          plot=None, callbacks: list | None = None, levers: Levers | None = None,
+          **trainer_kwargs: Any):
+    """``trainer_cls(model=model, args=args, ...)`` with ftkit's shared callbacks, ``model``
+    switched to the speed layer's forms first.
 
     Args:
         trainer_cls: a ``transformers.Trainer`` subclass (TRL's trainers are).
@@ -64,14 +69,21 @@ def build(trainer_cls: type, model, args, *, path: str, title: str = "training",
         title: title of the live loss plot.
         plot: a live-plot callback of the path's own (e.g. DPO's reward-margin curves);
             default ``live_plot(title)``.
-        callbacks: further callbacks (the speed layer's, early stopping, timers).
+        callbacks: further callbacks (early stopping, timers).
+        levers: the speed layer's levers (``ftkit.train.speed.layer.Levers``; default all
+            layer levers on); a path names its own levers in it for the log line.
         trainer_kwargs: datasets, collator, processing class … as the trainer takes them.
     """
     if path not in PATHS:
         raise ValueError(f"unknown training path {path!r}; the factory builds {list(PATHS)}")
-    shared = shared_callbacks(args, title, plot, callbacks)
+    levers = Levers() if levers is None else levers
+    bf16 = bool(getattr(args, "bf16", False))
+    speed_callbacks, counts = layer.apply(model, bf16, levers)
+    print(layer.describe(path, bf16, levers, counts), flush=True)
+    shared = shared_callbacks(args, title, plot, [*(callbacks or []), *speed_callbacks])
     trainer = trainer_cls(model=model, args=args, callbacks=shared, **trainer_kwargs)
     trainer.ftkit_path = path
+    trainer.ftkit_levers = levers
     route_event_files(trainer.callback_handler.callbacks, args)
     return compact_logs(trainer)
 

@@ -26,6 +26,8 @@ from transformers.trainer_callback import CallbackHandler, DefaultFlowCallback
 
 from ftkit.train import factory
 from ftkit.train.checkpoints import PREFIX, STATE, latest_valid_checkpoint
+from ftkit.train.speed import layer
+from ftkit.train.speed.layer import Levers
 
 
 class CallbackLoop:
@@ -37,18 +39,24 @@ class CallbackLoop:
         args: ``TrainingArguments`` (``output_dir``, ``logging_steps``, ``save_steps``,
             ``report_to``, ``seed``), e.g. from ``ftkit.train.trainers.loss_arguments``.
         path: the training path (one of ``factory.LOOPS``), kept as ``ftkit_path``.
-        plot, callbacks, title: as for :func:`ftkit.train.factory.build`.
+        plot, callbacks, levers, title: as for :func:`ftkit.train.factory.build` (the speed
+            layer's levers act on ``model`` here too; its bf16 is ``args.bf16``).
     """
 
     def __init__(self, model, optimizer, args, *, path: str, plot=None,
-                 callbacks: list | None = None, scheduler=None, title: str = "training"):
+                 callbacks: list | None = None, scheduler=None, title: str = "training",
+                 levers: Levers | None = None):
         if path not in factory.LOOPS:
             raise ValueError(f"unknown loop {path!r}; hand-written loops are {list(factory.LOOPS)}")
         self.model, self.optimizer, self.args, self.ftkit_path = model, optimizer, args, path
         self.scheduler = scheduler or torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
         flow = [DefaultFlowCallback, *([] if args.disable_tqdm else [DEFAULT_PROGRESS_CALLBACK]),
                 *get_reporting_integration_callbacks(args.report_to)]
-        shared = factory.shared_callbacks(args, title, plot, callbacks)
+        levers = Levers() if levers is None else levers
+        speed_callbacks, counts = layer.apply(model, bool(args.bf16), levers)
+        print(layer.describe(path, bool(args.bf16), levers, counts), flush=True)
+        shared = factory.shared_callbacks(args, title, plot, [*(callbacks or []),
+                                                              *speed_callbacks])
         self.callback_handler = CallbackHandler([*flow, *shared], model, None, optimizer,
                                                 self.scheduler)
         factory.route_event_files(self.callback_handler.callbacks, args)

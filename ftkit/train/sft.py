@@ -22,8 +22,7 @@ from ftkit.core.env import headless, use_bf16
 from ftkit.train import checkpoints, factory
 from ftkit.train.checkpoints import IntegrityCallback, latest_valid_checkpoint
 from ftkit.train.speed.fastloss import LabelOnlyLossTrainer
-from ftkit.train.speed.frozen_linear import FrozenWeightCache, use_recast_frozen_linears
-from ftkit.train.speed.fused_lora import use_fused_lora
+from ftkit.train.speed.layer import Levers
 from ftkit.train.speed.packing import flatten_collator, use_packed_attention
 
 
@@ -99,48 +98,6 @@ def check_datasets(train_ds, eval_ds, train: TrainConfig, model=None) -> None:
                 check_lengths(model, longest, f"longest {name} example (tokens)")
 
 
-def frozen_weights_to_bf16(model, peft_only: bool = True) -> int:
-    """Store the frozen Linear weights of a peft model in bf16; returns how many changed.
-
-    Under bf16 autocast every matmul reads its weight as bf16 anyway, so a frozen fp32 weight is
-    cast again at every forward and backward; kept in bf16 it is cast never and takes half the
-    memory, and the matmuls compute exactly what they computed before. Embeddings, norms and
-    the (tied) output head stay fp32, so the residual stream keeps its precision; the trained
-    adapter weights stay fp32. Only for peft models (full fine-tuning keeps fp32 weights),
-    unless ``peft_only=False`` (e.g. a VLM whose projector alone trains).
-    """
-    if peft_only and not hasattr(model, "peft_config"):
-        return 0
-    from torch import nn
-
-    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-    keep = {id(p) for p in (head.parameters() if head is not None else ())}
-    changed = 0
-    for module in model.modules():
-        if not isinstance(module, nn.Linear):
-            continue
-        w = module.weight
-        if not w.requires_grad and w.dtype == torch.float32 and id(w) not in keep:
-            w.data = w.data.to(torch.bfloat16)
-            changed += 1
-    return changed
-
-
-def _switch_layers(model, bf16: bool, frozen_bf16: bool, recast_frozen: bool,
-                   hold_frozen_bf16: bool, fused_lora: bool) -> list:
-    """Switch ``model``'s layers to make_trainer's faster forms (its arguments of the same
-    names); returns the Trainer callbacks they need."""
-
-    if frozen_bf16 and bf16:
-        frozen_weights_to_bf16(model)
-    if fused_lora:
-        use_fused_lora(model)
-    if not (recast_frozen and bf16):
-        return []
-    use_recast_frozen_linears(model)
-    return [FrozenWeightCache()] if hold_frozen_bf16 else []
-
-
 def make_trainer(model, tokenizer, train_ds, eval_ds, train: TrainConfig, output_dir: str,
                  seed: int = 42, title: str = "training", callbacks: list | None = None,
                  label_only_logits: bool = True, save_steps: int = 0,
@@ -164,7 +121,7 @@ def make_trainer(model, tokenizer, train_ds, eval_ds, train: TrainConfig, output
     (ftkit.train.speed.fused_lora); the same values up to float rounding, two fewer passes over each
     layer's output.
     ``frozen_bf16``: with bf16 training, keep a peft model's frozen Linear weights in bf16
-    (:func:`frozen_weights_to_bf16`). Off by default: with ``recast_frozen`` it no longer pays
+    (``ftkit.train.speed.layer.frozen_weights_to_bf16``). Off by default: with ``recast_frozen`` it no longer pays
     measurably (benchmarks/train_throughput.py), and :func:`unwrap` casts the weights back to
     fp32 but bf16-rounded, so the base would no longer equal a freshly loaded one.
     ``save_steps``: a checkpoint every this many optimiser steps, with an integrity marker
@@ -178,11 +135,12 @@ def make_trainer(model, tokenizer, train_ds, eval_ds, train: TrainConfig, output
         overrides.setdefault("eval_strategy", "no")
     collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100)
     args = training_arguments(train, output_dir, seed, **overrides)
-    levers = _switch_layers(model, args.bf16, frozen_bf16, recast_frozen, hold_frozen_bf16,
-                            fused_lora)
     packed = packing and use_packed_attention(model)
+    levers = Levers(fused_lora=fused_lora, recast_frozen=recast_frozen,
+                    hold_frozen_bf16=hold_frozen_bf16, frozen_bf16=frozen_bf16,
+                    label_only_logits=label_only_logits, packing=packed)
     trainer = factory.build(LabelOnlyLossTrainer, model, args, path="sft", title=title,
-                            callbacks=[*(callbacks or []), *levers], train_dataset=train_ds,
+                            callbacks=callbacks, levers=levers, train_dataset=train_ds,
                             eval_dataset=eval_ds,
                             data_collator=flatten_collator() if packed else collator)
     trainer.label_only = label_only_logits

@@ -22,8 +22,9 @@ from ftkit.core.env import use_bf16
 from ftkit.train import factory
 from ftkit.train.adapters import trainable_summary
 from ftkit.train.finetune import StepTimer
-from ftkit.train.sft import frozen_weights_to_bf16, training_arguments, unwrap
+from ftkit.train.sft import training_arguments, unwrap
 from ftkit.train.speed.fastloss import _parts
+from ftkit.train.speed.layer import frozen_weights_to_bf16
 from ftkit.vqa import shapes
 
 CAPTION_PROMPT = "Describe the image."
@@ -175,7 +176,7 @@ def train_stage(model, processor, examples: list[dict], train: TrainConfig, step
 
     The row holds the trainable parameters and share, the median step time, the wall time and
     the mean training loss. With ``train.bf16`` the frozen Linear weights are kept in bf16 while
-    training (:func:`ftkit.train.sft.frozen_weights_to_bf16`), where bf16 runs. The model comes
+    training (:func:`ftkit.train.speed.layer.frozen_weights_to_bf16`), where bf16 runs. The model comes
     back unwrapped (no autocast wrapper, fp32 again), in eval mode.
     """
 

@@ -1,0 +1,107 @@
+"""The speed layer's one entry point: what it switches, the line each run prints, and the DPO
+lever that computes the reference once (same losses as computing it every step)."""
+import pytest
+import torch
+from peft.tuners.lora.layer import Linear as LoraLinear
+
+from ftkit.align import dpo, family
+from ftkit.core.config import AdapterConfig, TrainConfig
+from ftkit.models.tiny import tiny_llama
+from ftkit.train.adapters import apply_method
+from ftkit.train.speed import layer
+from ftkit.train.speed.frozen_linear import FrozenWeightCache, RecastLinear
+from ftkit.train.speed.fused_lora import FusedLoraLinear
+
+PAIRS = [{"prompt": f"Capital of {c}?", "chosen": a, "rejected": "Rome."}
+         for c, a in [("France", "Paris."), ("Spain", "Madrid."), ("Peru", "Lima."),
+                      ("Chile", "Santiago.")]]
+ADAPTER = AdapterConfig(lora_r=2, lora_alpha=4.0, lora_dropout=0.0)
+
+
+def lora_model():
+    model, _ = tiny_llama()
+    return apply_method(model, ADAPTER)
+
+
+def kinds(model) -> dict[str, int]:
+    count = {"fused": 0, "peft": 0, "recast": 0}
+    for m in model.modules():
+        count["fused"] += type(m) is FusedLoraLinear
+        count["peft"] += type(m) is LoraLinear
+        count["recast"] += type(m) is RecastLinear
+    return count
+
+
+def test_apply_switches_layers_by_lever_and_precision():
+    model = lora_model()
+    callbacks, counts = layer.apply(model, bf16=False, levers=layer.Levers())
+    found = kinds(model)
+    assert found["fused"] == counts["fused_lora"] > 0 and found["peft"] == 0
+    assert found["recast"] == 0 and callbacks == [], "recasting acts only under bf16"
+
+    model = lora_model()
+    callbacks, counts = layer.apply(model, bf16=True, levers=layer.Levers())
+    assert kinds(model)["recast"] == counts["recast_frozen"] > 0
+    assert [type(c) for c in callbacks] == [FrozenWeightCache]
+    again, _ = layer.apply(model, bf16=True, levers=layer.Levers(hold_frozen_bf16=False))
+    assert again == [] and kinds(model)["recast"] == counts["recast_frozen"]
+
+    model = lora_model()
+    callbacks, counts = layer.apply(model, bf16=True, levers=layer.PLAIN)
+    assert callbacks == [] and set(counts.values()) == {0}
+    assert kinds(model)["fused"] == kinds(model)["recast"] == 0 and kinds(model)["peft"] > 0
+
+
+def test_describe_names_each_lever_and_precision():
+    levers = layer.Levers(reference_once=False, label_only_logits=True)
+    line = layer.describe("dpo", False, levers, {"fused_lora": 12})
+    assert line.startswith("speed layer [dpo]: bf16 autocast off (fp32)")
+    assert "fused lora on (12 layers)" in line and "reference once off" in line
+    assert "recast frozen off" in line, "a bf16-only lever is off in fp32"
+    assert "packing" not in line, "a lever the path does not have is not named"
+    assert "recast frozen on" in layer.describe("sft", True, levers)
+
+
+def test_every_factory_build_prints_its_levers(tmp_path, capsys):
+    family.train_ipo(PAIRS, "tiny-llama", ADAPTER, TrainConfig(lr=1e-3, max_steps=1,
+                     batch_size=2, bf16=False), str(tmp_path), seed=1, max_length=32)
+    lines = [x for x in capsys.readouterr().out.splitlines() if x.startswith("speed layer")]
+    assert lines == [lines[0]] and lines[0].startswith("speed layer [dpo]")
+    assert "fused lora on" in lines[0] and "reference once off" in lines[0]
+
+
+@pytest.mark.parametrize("max_steps, epochs, expected", [(2, 1.0, True), (1, 1.0, False),
+                                                         (0, 1.0, True), (0, 0.5, False)])
+def test_reference_once_only_when_the_run_reads_every_pair(tmp_path, max_steps, epochs,
+                                                           expected):
+    args = dpo.dpo_arguments(TrainConfig(max_steps=max_steps, num_epochs=epochs, batch_size=2),
+                             0.1, str(tmp_path))
+    assert dpo.reference_once(args, rows=4) is expected
+    assert dpo.reference_once(args, rows=4, wanted=False) is False
+    levers = dpo.with_reference_once(args, 4, layer.Levers(reference_once=False))
+    assert levers.reference_once is False and args.precompute_ref_log_probs is False
+
+
+def dpo_losses(tmp_path, levers) -> tuple[list[float], bool]:
+    torch.manual_seed(0)
+    model, tok = tiny_llama()
+    model = apply_method(model, ADAPTER)
+    train = TrainConfig(lr=1e-2, max_steps=4, batch_size=2, bf16=False, warmup_ratio=0.0)
+    from ftkit.data.preferences import dpo_dataset
+
+    trainer = dpo.make_dpo_trainer(model, tok, dpo_dataset(PAIRS), train, 0.1, str(tmp_path),
+                                   seed=3, max_length=32, levers=levers)
+    trainer.train()
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    return losses, trainer.args.precompute_ref_log_probs
+
+
+def test_dpo_levers_keep_the_losses_of_the_plain_path(tmp_path):
+    """fp32 reference: the plain path (reference computed every step, peft's LoRA) against
+    every lever on (reference computed once before training, fused LoRA); 4 steps."""
+    plain, once_plain = dpo_losses(tmp_path / "plain", layer.PLAIN.replace(reference_once=False))
+    fast, once_fast = dpo_losses(tmp_path / "fast", layer.Levers())
+    assert not once_plain and once_fast
+    assert len(plain) == len(fast) == 4
+    assert fast == pytest.approx(plain, rel=1e-5, abs=1e-6)
+    assert plain[-1] < plain[0], "the run learns: the comparison is not of four log 2s"
