@@ -4,13 +4,16 @@ One process, one model (SmolLM2-135M-Instruct from the offline pack), LoRA r=16 
 layer, the same instruction examples (data/instruct_tasks/), the same number of optimiser steps
 and batch size. Each variant starts from a freshly loaded model and the same adapter
 initialisation (seed 0); between variants memory is handed back to the OS so that each peak is
-its own. Two untimed steps of each path run first, so that no variant pays the one-time setup
+its own. Every trainer draws its batches with the same seed (``--seed``, default 0), so TRL's
+runs and ftkit's see the examples in the same order. Two untimed steps of each path run first, so that no variant pays the one-time setup
 of the matmul kernels. Printed per variant:
 
 - non-padding tokens per second (tokens of the examples trained on / training wall time);
 - the ratio to TRL's defaults;
 - peak resident memory added while loading and training (sampled every 20 ms);
-- model FLOP/s (6 x parameters x tokens/s) as a share of this machine's bf16 matmul peak,
+- model FLOP/s (4 x parameters x tokens/s: every variant trains LoRA on a frozen base, whose
+  weights need the forward pass and the input gradients but no weight gradients; full
+  fine-tuning would be 6 x) as a share of this machine's bf16 matmul peak,
   measured in the same run, and of the peak of the dtype the variant computes in (on a CPU
   without bf16 matmul instructions ftkit computes in fp32: ftkit.core.env.bf16_fast);
 - median optimiser-step time, and the loss on the same held-out batches after training (the
@@ -104,8 +107,11 @@ def examples(n: int, model_name: str, seed: int):
     return tok, rows, pairs
 
 
+FLOPS_PER_PARAM_TOKEN = 4  # frozen base + LoRA: forward 2N, input gradients 2N
+
+
 def run_trl(model_name: str, pairs: list[dict], steps: int, batch: int, r: int, out: str,
-            **changes):
+            seed: int = 0, **changes):
     """TRL SFTTrainer with its default SFTConfig (plus use_cpu=True and the step budget);
     ``changes`` (e.g. ``bf16=False``) go to the SFTConfig."""
     from datasets import Dataset
@@ -114,7 +120,7 @@ def run_trl(model_name: str, pairs: list[dict], steps: int, batch: int, r: int, 
 
     model, tok = ft.load(model_name)
     torch.manual_seed(0)
-    args = SFTConfig(output_dir=out, use_cpu=True, max_steps=steps,
+    args = SFTConfig(output_dir=out, use_cpu=True, max_steps=steps, seed=seed,
                      per_device_train_batch_size=batch, report_to=[], save_strategy="no", **changes)
     trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(pairs),
                          processing_class=tok,
@@ -129,7 +135,7 @@ def run_trl(model_name: str, pairs: list[dict], steps: int, batch: int, r: int, 
 
 def run_ftkit(model_name: str, tok, rows: list[dict], steps: int, batch: int, r: int,
               out: str, method: str = "lora", train_changes: dict | None = None,
-              overrides: dict | None = None, fast_dora: bool = True):
+              overrides: dict | None = None, fast_dora: bool = True, seed: int = 0):
     """ftkit's default path: make_trainer from a TrainConfig, LoRA/DoRA from AdapterConfig.
 
     ``fast_dora=False`` keeps peft's own DoRA forward (ftkit switches it to
@@ -143,7 +149,7 @@ def run_ftkit(model_name: str, tok, rows: list[dict], steps: int, batch: int, r:
     # report_to="none": the anchors write no event files either
     train = TrainConfig(**{"lr": FTKIT_LR, "max_steps": steps, "batch_size": batch,
                            "eval_steps": 10 ** 6, "report_to": "none", **(train_changes or {})})
-    trainer = sft.make_trainer(model, tok, ds, None, train, out, seed=0, title=method,
+    trainer = sft.make_trainer(model, tok, ds, None, train, out, seed=seed, title=method,
                                callbacks=[], **(overrides or {}))
     return trainer, sum(len(x) for x in ds["input_ids"]), {}
 
@@ -181,7 +187,7 @@ def measure(name: str, build, n_params: int, peaks: dict[str, float],
         result = trainer.train()
         seconds = time.perf_counter() - t0
     tps = tokens / seconds
-    gflops = 6 * n_params * tps / 1e9
+    gflops = FLOPS_PER_PARAM_TOKEN * n_params * tps / 1e9
     dtype = "bfloat16" if trainer.args.bf16 else "float32"
     row = {"variant": name, "tokens": tokens, "seconds": round(seconds, 2),
            "tokens_per_s": round(tps, 1), "step_s": round(timer.median, 3),
@@ -205,6 +211,7 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="also measure torch.compile")
     parser.add_argument("--trl-steps", type=int, help="steps of the run of TRL's defaults "
                         "(default: --steps; 3 where bf16 is emulated, which TRL still uses)")
+    parser.add_argument("--seed", type=int, default=0, help="the trainers' seed (batch order)")
     parser.add_argument("--only", nargs="+", default=[], help="variant names to run (quoted)")
     parser.add_argument("--json", type=Path, help="write the rows here")
     args = parser.parse_args()
@@ -223,13 +230,13 @@ def main() -> None:
 
     def ftkit(**kw):
         return lambda out: run_ftkit(args.model, tok, rows, args.steps, args.batch_size,
-                                     args.rank, out, **kw)
+                                     args.rank, out, seed=args.seed, **kw)
 
     # DoRA right after LoRA, so that their ratio is measured on the same footing; the default
     # once more at the end shows how far the machine drifted over the run
     def trl_run(steps: int, **kw):
         return lambda out: run_trl(args.model, pairs[:steps * args.batch_size], steps,
-                                   args.batch_size, args.rank, out, **kw)
+                                   args.batch_size, args.rank, out, args.seed, **kw)
 
     # without bf16 instructions TRL's defaults run emulated bf16: also measured with bf16 off
     variants = {"TRL SFTTrainer defaults": trl_run(trl_steps),

@@ -37,6 +37,7 @@ from ftkit.train import factory
 from ftkit.train.adapters import require_peft
 from ftkit.train.callbacks import show_in_place
 from ftkit.train.sft import report_targets
+from ftkit.train.speed import completion_head
 from ftkit.train.speed.layer import Levers
 
 
@@ -189,27 +190,45 @@ def make_dpo_trainer(model, tokenizer, train_ds, train: TrainConfig, beta: float
                      max_length: int = 256, levers: Levers | None = None, **overrides: Any):
     """A TRL DPOTrainer over a peft ``model`` (its reference: the adapter switched off).
 
-    ``levers``: the speed layer's (default all on); its ``reference_once`` (default on)
-    computes the reference log-probabilities once where that pays (:func:`reference_once`).
+    ``levers``: the speed layer's (default all on), with DPO's own two: ``reference_once``
+    computes the reference log-probabilities once where that pays (:func:`reference_once`),
+    ``completion_logits`` sends only completion positions through the vocabulary head
+    (``ftkit.train.speed.completion_head``).
     """
     from trl import DPOTrainer
 
     require_peft(model, "make_dpo_trainer")
     require_rows(train_ds, train)
     args = dpo_arguments(train, beta, output_dir, seed, max_length, **overrides)
-    levers = with_reference_once(args, len(train_ds), levers)
+    levers = dpo_levers(args, len(train_ds), model, levers)
     curves = LiveCurves(DPO_CURVES, title, every=1)  # prints one compact line per step
-    return factory.build(DPOTrainer, model, args, path="dpo", plot=curves, levers=levers,
-                         train_dataset=train_ds, processing_class=tokenizer)
+    return with_completion_head(factory.build(
+        DPOTrainer, model, args, path="dpo", plot=curves, levers=levers,
+        train_dataset=train_ds, processing_class=tokenizer))
 
 
-def with_reference_once(args, rows: int, levers: Levers | None = None) -> Levers:
-    """``levers`` (default all on) with ``reference_once`` decided for this run, and
-    ``args.precompute_ref_log_probs`` set to match."""
+def dpo_levers(args, rows: int, model, levers: Levers | None = None) -> Levers:
+    """``levers`` (default all on) with DPO's own decided for this run: ``reference_once``
+    (``args.precompute_ref_log_probs`` set to match) and ``completion_logits`` (where the
+    model's head is one the compact path reproduces)."""
     levers = Levers() if levers is None else levers
     once = reference_once(args, rows, levers.reference_once is not False)
     args.precompute_ref_log_probs = once
-    return levers.replace(reference_once=once)
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return levers.replace(reference_once=once, completion_logits=(
+        levers.completion_logits is not False and completion_head.supported(base)))
+
+
+def with_completion_head(trainer):
+    """``trainer`` with its model's fused head switched to completion positions when its
+    levers ask (after TRL has installed the fused forward in the trainer's constructor)."""
+    if trainer.ftkit_levers.completion_logits:
+        model = trainer.model
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        outputs = ("entropy", "mean_logits", "is_top1") + (
+            ("log_sum_sq_probs",) if getattr(trainer, "use_weighting", False) else ())
+        completion_head.use_completion_head(base, outputs)
+    return trainer
 
 
 def reply_batch(tokenizer, prompts: list, replies: list[str]) -> tuple[dict, torch.Tensor]:

@@ -32,7 +32,8 @@ from dataclasses import dataclass, field
 from ftkit import models
 from ftkit.align.dpo import (
     LiveCurves,
-    with_reference_once,
+    dpo_levers,
+    with_completion_head,
     judge_policy,
     policy_row,
     require_rows,
@@ -83,11 +84,13 @@ def _train(method: str, trainer_cls, config_cls, data, model_name: str, adapter:
     args = trl_arguments(config_cls, train, output_dir, seed, max_length, **specific)
     if batch_size:
         args.per_device_train_batch_size = batch_size
-    levers = with_reference_once(args, len(data)) if PATH[method] == "dpo" else None
+    levers = dpo_levers(args, len(data), model) if PATH[method] == "dpo" else None
     curves, timer = LiveCurves(CURVES[method], method.upper(), every=1), StepTimer()
     trainer = factory.build(trainer_cls, model, args, path=PATH[method], plot=curves,
                             callbacks=[timer], levers=levers, train_dataset=data,
                             processing_class=tokenizer)
+    if levers is not None:
+        with_completion_head(trainer)
     with env.MemoryTracker() as mem:
         result = trainer.train()
     logs = [h for h in trainer.state.log_history if "loss" in h]

@@ -78,8 +78,9 @@ def test_reference_once_only_when_the_run_reads_every_pair(tmp_path, max_steps, 
                              0.1, str(tmp_path))
     assert dpo.reference_once(args, rows=4) is expected
     assert dpo.reference_once(args, rows=4, wanted=False) is False
-    levers = dpo.with_reference_once(args, 4, layer.Levers(reference_once=False))
+    levers = dpo.dpo_levers(args, 4, lora_model(), layer.Levers(reference_once=False))
     assert levers.reference_once is False and args.precompute_ref_log_probs is False
+    assert levers.completion_logits is True, "a plain causal LM gets the compact head"
 
 
 def dpo_losses(tmp_path, levers) -> tuple[list[float], bool]:
@@ -97,11 +98,79 @@ def dpo_losses(tmp_path, levers) -> tuple[list[float], bool]:
 
 
 def test_dpo_levers_keep_the_losses_of_the_plain_path(tmp_path):
-    """fp32 reference: the plain path (reference computed every step, peft's LoRA) against
-    every lever on (reference computed once before training, fused LoRA); 4 steps."""
-    plain, once_plain = dpo_losses(tmp_path / "plain", layer.PLAIN.replace(reference_once=False))
+    """fp32 reference: the plain path (reference computed every step, every position through
+    TRL's head, peft's LoRA) against every lever on (reference once, completion positions
+    only, fused LoRA); 4 steps."""
+    plain, once_plain = dpo_losses(tmp_path / "plain", layer.PLAIN.replace(
+        reference_once=False, completion_logits=False))
     fast, once_fast = dpo_losses(tmp_path / "fast", layer.Levers())
     assert not once_plain and once_fast
     assert len(plain) == len(fast) == 4
     assert fast == pytest.approx(plain, rel=1e-5, abs=1e-6)
     assert plain[-1] < plain[0], "the run learns: the comparison is not of four log 2s"
+
+
+def test_completion_head_gives_trls_fused_values_and_gradients():
+    from trl.trainer.utils import add_fused_lm_head
+
+    from ftkit.train.speed.completion_head import FIELDS, use_completion_head
+
+    torch.manual_seed(0)
+    ids = torch.randint(3, 200, (3, 12))
+    attention = torch.ones_like(ids)
+    attention[2, 9:] = 0
+    labels = ids.masked_fill(attention == 0, -100)
+    labels[:, :5] = -100  # the prompt
+    results = []
+    for compact in (False, True):
+        model, _ = tiny_llama()
+        add_fused_lm_head(model, outputs=FIELDS)
+        if compact:
+            assert use_completion_head(model, FIELDS) and not use_completion_head(model, FIELDS)
+        out = model(input_ids=ids, attention_mask=attention, labels=labels, fused_lm_head=True)
+        out.log_probs.sum().backward()
+        grad = model.get_output_embeddings().weight.grad.clone()
+        results.append(({f: getattr(out, f) for f in FIELDS}, grad, out.label_mask))
+    (full, grad_full, mask_full), (compact, grad_compact, mask_compact) = results
+    assert torch.equal(mask_full, mask_compact) and mask_full.sum() == 7 + 7 + 4
+    for field in FIELDS:
+        if field == "is_top1":
+            assert torch.equal(full[field], compact[field])
+        else:
+            torch.testing.assert_close(compact[field], full[field], rtol=1e-5, atol=1e-5)
+    assert (full["log_probs"][~mask_full] == 0).all() and (compact["log_probs"][~mask_full] == 0).all()
+    torch.testing.assert_close(grad_compact, grad_full, rtol=1e-4, atol=1e-6)
+
+
+def test_fused_lora_on_recast_layers_with_a_bias_under_autocast():
+    """Whisper's Linear layers have biases: the fused update writes into the recast layer's
+    output in place, which must not be a view (a regression: it raised in notebook 16)."""
+    import copy
+
+    from peft import LoraConfig, get_peft_model
+    from torch import nn
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 8))
+    net.requires_grad_(False)
+    plain = get_peft_model(net, LoraConfig(r=2, target_modules=["0", "2"],
+                                           init_lora_weights=False))
+    fast = copy.deepcopy(plain)
+    _, counts = layer.apply(fast, bf16=True, levers=layer.Levers(hold_frozen_bf16=False))
+    assert counts["fused_lora"] == 2 and counts["recast_frozen"] == 2
+    x = torch.randn(2, 3, 8)
+    for autocast in (False, True):  # fp32: the same numbers; bf16: runs, same up to rounding
+        results = []
+        for model in (plain, fast):
+            model.zero_grad()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+                out = model(x.clone().requires_grad_())
+            out.float().pow(2).sum().backward()
+            results.append((out.float(), [p.grad.clone() for p in model.parameters()
+                                          if p.requires_grad]))
+        (out_plain, g_plain), (out_fast, g_fast) = results
+        tol = dict(rtol=3e-2, atol=3e-2) if autocast else dict(rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(out_fast, out_plain, **tol)
+        if not autocast:
+            for a, b in zip(g_plain, g_fast):
+                torch.testing.assert_close(b, a, **tol)

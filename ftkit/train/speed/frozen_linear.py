@@ -33,7 +33,14 @@ class _RecastLinear(torch.autograd.Function):
     """``F.linear(x, weight, bias)`` with a frozen weight and bias; saves the weight itself."""
     @staticmethod
     def forward(ctx, x, weight, bias):
-        out = F.linear(x, weight, bias)  # autocast (if on) casts here; nothing is recorded
+        if bias is not None and x.dim() > 2:
+            # what F.linear computes for a batched input with a bias (one addmm over the
+            # flattened rows), but reshaped without creating a view: a view returned from a
+            # custom Function may not be updated in place (the fused LoRA update does that)
+            flat = torch.addmm(bias, x.reshape(-1, x.shape[-1]), weight.t())
+            out = torch.ops.aten._unsafe_view(flat, (*x.shape[:-1], flat.shape[-1]))
+        else:
+            out = F.linear(x, weight, bias)  # autocast (if on) casts here; nothing is recorded
         ctx.save_for_backward(weight)
         ctx.x_dtype, ctx.compute_dtype = x.dtype, out.dtype
         return out
