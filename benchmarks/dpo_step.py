@@ -127,7 +127,7 @@ def one_variant(name: str, batch: int, model_name: str, n_pairs: int) -> dict:
     return {"seconds": seconds, "pairs_per_s": pairs / seconds,
             "tokens_per_s": pairs * pair_tokens(tokenizer, train_rows) / seconds,
             "heldout_loss": heldout_loss(model, tokenizer, test_rows),
-            "precomputed_reference": bool(getattr(trainer.args, "precompute_ref_log_probs")),
+            "precomputed_reference": bool(trainer.args.precompute_ref_log_probs),
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 

@@ -214,20 +214,22 @@ def dpo_levers(args, rows: int, model, levers: Levers | None = None) -> Levers:
     levers = Levers() if levers is None else levers
     once = reference_once(args, rows, levers.reference_once is not False)
     args.precompute_ref_log_probs = once
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
     return levers.replace(reference_once=once, completion_logits=(
-        levers.completion_logits is not False and completion_head.supported(base)))
+        levers.completion_logits is not False and completion_head.supported(_causal_lm(model))))
+
+
+def _causal_lm(model):
+    """The causal LM itself: inside a peft wrapper, its base model."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
 def with_completion_head(trainer):
     """``trainer`` with its model's fused head switched to completion positions when its
     levers ask (after TRL has installed the fused forward in the trainer's constructor)."""
     if trainer.ftkit_levers.completion_logits:
-        model = trainer.model
-        base = model.get_base_model() if hasattr(model, "get_base_model") else model
         outputs = ("entropy", "mean_logits", "is_top1") + (
             ("log_sum_sq_probs",) if getattr(trainer, "use_weighting", False) else ())
-        completion_head.use_completion_head(base, outputs)
+        completion_head.use_completion_head(_causal_lm(trainer.model), outputs)
     return trainer
 
 

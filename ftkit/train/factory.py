@@ -3,10 +3,10 @@
 ``build`` wraps a transformers or TRL trainer class with what every ftkit run shares: the live
 loss plot (or a path's own live curves), one compact log line per evaluation, integrity
 markers on checkpoints (``ftkit.train.checkpoints``; resume with ``ftkit.train.sft.train``),
-the speed layer (``ftkit.train.speed.layer.apply``: fused LoRA updates, frozen weights recast
-and held in bf16 under autocast; one printed line per run says which levers are on), TensorBoard event files under ``output_dir/runs`` (or MLflow,
-trackio: ``TrainConfig.report_to``), and a ``ftkit_path`` tag that says which path built it.
-The paths:
+the speed layer (``ftkit.train.speed.layer``: fused LoRA updates, frozen weights recast and
+held in bf16 under autocast; one printed line per run says which levers are on), TensorBoard
+event files under ``output_dir/runs`` (or MLflow, trackio: ``TrainConfig.report_to``), and a
+``ftkit_path`` tag that says which path built it. The paths:
 
 - ``sft``: causal-LM fine-tuning (``ftkit.train.sft.make_trainer``; notebooks 05-07, 02's LLM);
 - ``dpo``: TRL's DPOTrainer, DPO and IPO (``ftkit.align.dpo.make_dpo_trainer``,
@@ -76,11 +76,9 @@ def build(trainer_cls: type, model, args, *, path: str, title: str = "training",
     """
     if path not in PATHS:
         raise ValueError(f"unknown training path {path!r}; the factory builds {list(PATHS)}")
-    levers = Levers() if levers is None else levers
-    bf16 = bool(getattr(args, "bf16", False))
-    speed_callbacks, counts = layer.apply(model, bf16, levers)
-    print(layer.describe(path, bf16, levers, counts), flush=True)
-    shared = shared_callbacks(args, title, plot, [*(callbacks or []), *speed_callbacks])
+    levers, callbacks = layer.prepare(model, bool(getattr(args, "bf16", False)), levers, path,
+                                      callbacks)
+    shared = shared_callbacks(args, title, plot, callbacks)
     trainer = trainer_cls(model=model, args=args, callbacks=shared, **trainer_kwargs)
     trainer.ftkit_path = path
     trainer.ftkit_levers = levers

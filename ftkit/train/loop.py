@@ -52,11 +52,8 @@ class CallbackLoop:
         self.scheduler = scheduler or torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
         flow = [DefaultFlowCallback, *([] if args.disable_tqdm else [DEFAULT_PROGRESS_CALLBACK]),
                 *get_reporting_integration_callbacks(args.report_to)]
-        levers = Levers() if levers is None else levers
-        speed_callbacks, counts = layer.apply(model, bool(args.bf16), levers)
-        print(layer.describe(path, bool(args.bf16), levers, counts), flush=True)
-        shared = factory.shared_callbacks(args, title, plot, [*(callbacks or []),
-                                                              *speed_callbacks])
+        _, callbacks = layer.prepare(model, bool(args.bf16), levers, path, callbacks)
+        shared = factory.shared_callbacks(args, title, plot, callbacks)
         self.callback_handler = CallbackHandler([*flow, *shared], model, None, optimizer,
                                                 self.scheduler)
         factory.route_event_files(self.callback_handler.callbacks, args)

@@ -121,9 +121,10 @@ def make_trainer(model, tokenizer, train_ds, eval_ds, train: TrainConfig, output
     (ftkit.train.speed.fused_lora); the same values up to float rounding, two fewer passes over each
     layer's output.
     ``frozen_bf16``: with bf16 training, keep a peft model's frozen Linear weights in bf16
-    (``ftkit.train.speed.layer.frozen_weights_to_bf16``). Off by default: with ``recast_frozen`` it no longer pays
-    measurably (benchmarks/train_throughput.py), and :func:`unwrap` casts the weights back to
-    fp32 but bf16-rounded, so the base would no longer equal a freshly loaded one.
+    (``ftkit.train.speed.layer.frozen_weights_to_bf16``). Off by default: with
+    ``recast_frozen`` it no longer pays measurably (benchmarks/train_throughput.py), and
+    :func:`unwrap` casts the weights back to fp32 but bf16-rounded, so the base would no longer
+    equal a freshly loaded one.
     ``save_steps``: a checkpoint every this many optimiser steps, with an integrity marker
     (ftkit.train.checkpoints; resume with :func:`train`); 0 = no checkpoints.
     """

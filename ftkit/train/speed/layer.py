@@ -106,3 +106,14 @@ def describe(path: str, bf16: bool, levers: Levers, counts: dict | None = None) 
         parts.append(f"{field.name.replace('_', ' ')} {state}"
                      + (f" ({n} layers)" if state == "on" and n else ""))
     return f"speed layer [{path}]: " + ", ".join(parts)
+
+
+def prepare(model: nn.Module, bf16: bool, levers: Levers | None, path: str,
+            callbacks: list | None = None) -> tuple[Levers, list]:
+    """What a trainer build does with the layer: :func:`apply` ``levers`` (default all on),
+    print the run's :func:`describe` line, and return the levers and ``callbacks`` with the
+    layer's own added (``ftkit.train.factory.build``, ``ftkit.train.loop.CallbackLoop``)."""
+    levers = Levers() if levers is None else levers
+    speed_callbacks, counts = apply(model, bf16, levers)
+    print(describe(path, bf16, levers, counts), flush=True)
+    return levers, [*(callbacks or []), *speed_callbacks]
