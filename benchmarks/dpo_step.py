@@ -13,8 +13,8 @@ the run reads every training pair once (so that computing the reference once can
   schedule: the tuned anchor, whose held-out loss compares with ftkit's;
 - ``ftkit``: ``ftkit.align.dpo.make_dpo_trainer`` — the same settings through the trainer
   factory's speed layer (fused LoRA updates, frozen weights recast and held in bf16 under
-  autocast, the reference once, completion positions only through the vocabulary head:
-  ``ftkit.train.speed.completion_head``).
+  autocast, the reference once, the pairs padding-free and completion positions only through
+  the vocabulary head: ``ftkit.train.speed.completion_head``).
 
 Each variant runs in its own process (its own peak resident memory), the variants taking turns
 over ``--repeats`` rounds. The clock runs from building the trainer (where TRL computes the

@@ -22,6 +22,7 @@ seconds per rollout, generated tokens/s and the ratio to one-at-a-time.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import time
@@ -85,6 +86,7 @@ def main() -> None:
     parser.add_argument("--group", type=int, default=4)
     parser.add_argument("--tokens", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--json", type=Path, help="write the medians here")
     args = parser.parse_args()
     env.seed_everything(0)
     model, tokenizer = models.load("smollm2-135m")
@@ -115,13 +117,18 @@ def main() -> None:
         print(f"round {r + 1}: " + ", ".join(f"{n} {times[n][-1]:.1f} s" for n in names),
               flush=True)
     base = statistics.median(times["generate, one at a time"])
+    result = {}
     print(f"\n{'variant':<26}{'median s':>10}{'tokens':>8}{'tokens/s':>10}{'vs one at a time':>18}")
     for name, ts in times.items():
         med = statistics.median(ts)
+        result[name] = {"median_s": med, "tokens": made[name], "tokens_per_s": made[name] / med,
+                        "ftkit_vs": med / statistics.median(times["ftkit"])}
         print(f"{name:<26}{med:>10.2f}{made[name]:>8}{made[name] / med:>10.1f}{base / med:>17.2f}x")
     ratio = base / statistics.median(times["ftkit"])
     print(f"\nftkit rollouts vs generate one prompt at a time: {ratio:.2f}x "
           f"({'goal met' if ratio >= 3 else 'goal missed'}: >= 3x)")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

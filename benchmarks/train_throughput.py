@@ -5,8 +5,8 @@ layer, the same instruction examples (data/instruct_tasks/), the same number of 
 and batch size. Each variant starts from a freshly loaded model and the same adapter
 initialisation (seed 0); between variants memory is handed back to the OS so that each peak is
 its own. Every trainer draws its batches with the same seed (``--seed``, default 0), so TRL's
-runs and ftkit's see the examples in the same order. Two untimed steps of each path run first, so that no variant pays the one-time setup
-of the matmul kernels. Printed per variant:
+runs and ftkit's see the examples in the same order. Two untimed steps of each path run first,
+so that no variant pays the one-time setup of the matmul kernels. Printed per variant:
 
 - non-padding tokens per second (tokens of the examples trained on / training wall time);
 - the ratio to TRL's defaults;

@@ -38,6 +38,7 @@ from ftkit.train.adapters import require_peft
 from ftkit.train.callbacks import show_in_place
 from ftkit.train.sft import report_targets
 from ftkit.train.speed import completion_head
+from ftkit.train.speed.packing import use_packed_attention
 from ftkit.train.speed.layer import Levers
 
 
@@ -190,10 +191,10 @@ def make_dpo_trainer(model, tokenizer, train_ds, train: TrainConfig, beta: float
                      max_length: int = 256, levers: Levers | None = None, **overrides: Any):
     """A TRL DPOTrainer over a peft ``model`` (its reference: the adapter switched off).
 
-    ``levers``: the speed layer's (default all on), with DPO's own two: ``reference_once``
+    ``levers``: the speed layer's (default all on), with DPO's own three: ``reference_once``
     computes the reference log-probabilities once where that pays (:func:`reference_once`),
     ``completion_logits`` sends only completion positions through the vocabulary head
-    (``ftkit.train.speed.completion_head``).
+    (``ftkit.train.speed.completion_head``), ``packing`` runs the pairs padding-free.
     """
     from trl import DPOTrainer
 
@@ -209,13 +210,17 @@ def make_dpo_trainer(model, tokenizer, train_ds, train: TrainConfig, beta: float
 
 def dpo_levers(args, rows: int, model, levers: Levers | None = None) -> Levers:
     """``levers`` (default all on) with DPO's own decided for this run: ``reference_once``
-    (``args.precompute_ref_log_probs`` set to match) and ``completion_logits`` (where the
-    model's head is one the compact path reproduces)."""
+    (``args.precompute_ref_log_probs`` set to match), ``completion_logits`` (where the
+    model's head is one the compact path reproduces) and ``packing`` (padding-free pairs,
+    inside the compact path, where the model takes ``ftkit.train.speed.packing``'s attention;
+    that attention defers to SDPA outside training batches, so generation is unchanged)."""
     levers = Levers() if levers is None else levers
     once = reference_once(args, rows, levers.reference_once is not False)
     args.precompute_ref_log_probs = once
-    return levers.replace(reference_once=once, completion_logits=(
-        levers.completion_logits is not False and completion_head.supported(_causal_lm(model))))
+    compact = levers.completion_logits is not False and completion_head.supported(
+        _causal_lm(model))
+    packed = compact and levers.packing is not False and use_packed_attention(_causal_lm(model))
+    return levers.replace(reference_once=once, completion_logits=compact, packing=packed)
 
 
 def _causal_lm(model):
@@ -229,7 +234,8 @@ def with_completion_head(trainer):
     if trainer.ftkit_levers.completion_logits:
         outputs = ("entropy", "mean_logits", "is_top1") + (
             ("log_sum_sq_probs",) if getattr(trainer, "use_weighting", False) else ())
-        completion_head.use_completion_head(_causal_lm(trainer.model), outputs)
+        completion_head.use_completion_head(_causal_lm(trainer.model), outputs,
+                                            packed=bool(trainer.ftkit_levers.packing))
     return trainer
 
 

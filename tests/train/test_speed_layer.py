@@ -1,5 +1,6 @@
 """The speed layer's one entry point: what it switches, the line each run prints, and the DPO
-lever that computes the reference once (same losses as computing it every step)."""
+levers of DPO (reference once, padding-free pairs, completion positions only: same losses as
+the plain path)."""
 import pytest
 import torch
 from peft.tuners.lora.layer import Linear as LoraLinear
@@ -81,6 +82,8 @@ def test_reference_once_only_when_the_run_reads_every_pair(tmp_path, max_steps, 
     levers = dpo.dpo_levers(args, 4, lora_model(), layer.Levers(reference_once=False))
     assert levers.reference_once is False and args.precompute_ref_log_probs is False
     assert levers.completion_logits is True, "a plain causal LM gets the compact head"
+    assert levers.packing is True, "and padding-free pairs"
+    assert dpo.dpo_levers(args, 4, lora_model(), layer.Levers(packing=False)).packing is False
 
 
 def dpo_losses(tmp_path, levers) -> tuple[list[float], bool]:
@@ -98,11 +101,11 @@ def dpo_losses(tmp_path, levers) -> tuple[list[float], bool]:
 
 
 def test_dpo_levers_keep_the_losses_of_the_plain_path(tmp_path):
-    """fp32 reference: the plain path (reference computed every step, every position through
-    TRL's head, peft's LoRA) against every lever on (reference once, completion positions
-    only, fused LoRA); 4 steps."""
+    """fp32 reference: the plain path (reference computed every step, padded pairs, every
+    position through TRL's head, peft's LoRA) against every lever on (reference once,
+    padding-free pairs, completion positions only, fused LoRA); 4 steps."""
     plain, once_plain = dpo_losses(tmp_path / "plain", layer.PLAIN.replace(
-        reference_once=False, completion_logits=False))
+        reference_once=False, completion_logits=False, packing=False))
     fast, once_fast = dpo_losses(tmp_path / "fast", layer.Levers())
     assert not once_plain and once_fast
     assert len(plain) == len(fast) == 4
@@ -110,15 +113,18 @@ def test_dpo_levers_keep_the_losses_of_the_plain_path(tmp_path):
     assert plain[-1] < plain[0], "the run learns: the comparison is not of four log 2s"
 
 
-def test_completion_head_gives_trls_fused_values_and_gradients():
+@pytest.mark.parametrize("packed", [False, True])
+def test_completion_head_gives_trls_fused_values_and_gradients(packed):
     from trl.trainer.utils import add_fused_lm_head
 
     from ftkit.train.speed.completion_head import FIELDS, use_completion_head
+    from ftkit.train.speed.packing import use_packed_attention
 
     torch.manual_seed(0)
     ids = torch.randint(3, 200, (3, 12))
     attention = torch.ones_like(ids)
     attention[2, 9:] = 0
+    attention[1, 11:] = 0
     labels = ids.masked_fill(attention == 0, -100)
     labels[:, :5] = -100  # the prompt
     results = []
@@ -126,13 +132,19 @@ def test_completion_head_gives_trls_fused_values_and_gradients():
         model, _ = tiny_llama()
         add_fused_lm_head(model, outputs=FIELDS)
         if compact:
-            assert use_completion_head(model, FIELDS) and not use_completion_head(model, FIELDS)
+            assert not packed or use_packed_attention(model)
+            assert use_completion_head(model, FIELDS, packed)
+            assert not use_completion_head(model, FIELDS, packed)
+        shapes = []
+        model.model.layers[0].register_forward_hook(
+            lambda module, args, output: shapes.append(tuple(args[0].shape[:2])))
         out = model(input_ids=ids, attention_mask=attention, labels=labels, fused_lm_head=True)
+        assert shapes == [(1, 12 + 11 + 9) if compact and packed else (3, 12)]
         out.log_probs.sum().backward()
         grad = model.get_output_embeddings().weight.grad.clone()
         results.append(({f: getattr(out, f) for f in FIELDS}, grad, out.label_mask))
     (full, grad_full, mask_full), (compact, grad_compact, mask_compact) = results
-    assert torch.equal(mask_full, mask_compact) and mask_full.sum() == 7 + 7 + 4
+    assert torch.equal(mask_full, mask_compact) and mask_full.sum() == 7 + 6 + 4
     for field in FIELDS:
         if field == "is_top1":
             assert torch.equal(full[field], compact[field])

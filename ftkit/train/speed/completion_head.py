@@ -12,7 +12,13 @@ LMs the kit trains, the same kernel (``trl.kernels.ChunkedLogProbFunction``) rec
 labelled positions, and the results are scattered back to the full shape: the same values
 (a test compares them), fewer rows through the head. Anything it does not handle (no labels,
 pre-shifted labels, MoE router logits, soft-capped or scaled logits) goes to TRL's forward.
-Used by ``ftkit.align.dpo`` (``Levers.completion_logits``); measured in
+
+With ``packed=True`` the backbone also runs padding-free: TRL pads a pair's chosen and
+rejected sequences to one length (its own ``padding_free`` is switched off in TRL 1.16), and
+here the right-padded batch is put end to end in one row with restarting positions and the
+sequence boundaries that ``ftkit.train.speed.packing``'s attention reads, so the linear
+layers see only real tokens. Inside each sequence causal attention sees what it saw padded.
+Used by ``ftkit.align.dpo`` (``Levers.completion_logits``, ``Levers.packing``); measured in
 ``benchmarks/dpo_step.py``.
 """
 from __future__ import annotations
@@ -20,6 +26,8 @@ from __future__ import annotations
 import functools
 import types
 
+import torch
+import torch.nn.functional as F
 from trl.kernels import ChunkedLogProbFunction
 from trl.trainer.utils import FusedCausalLMOutput
 
@@ -36,11 +44,31 @@ def supported(model) -> bool:
             and all(getattr(config, key, None) is None for key in SCALE_KEYS))
 
 
-def use_completion_head(model, outputs: tuple[str, ...] = ("log_probs",)) -> bool:
+def packed_states(backbone, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                  **kwargs) -> torch.Tensor | None:
+    """The backbone's last hidden states ``[real tokens, hidden]`` of a right-padded batch,
+    computed with its sequences end to end in one row (``None`` when a row is not
+    right-padded). The states come in the row-major order of ``attention_mask``'s ones."""
+    lengths = attention_mask.sum(1)
+    keep = torch.arange(attention_mask.shape[1], device=lengths.device) < lengths[:, None]
+    if not torch.equal(keep, attention_mask.bool()):
+        return None
+    bounds = F.pad(lengths.cumsum(0), (1, 0)).to(torch.int32)
+    positions = torch.arange(attention_mask.shape[1], device=lengths.device).expand_as(keep)
+    longest = int(lengths.max())
+    return backbone(input_ids=input_ids[keep][None], position_ids=positions[keep][None],
+                    cu_seq_lens_q=bounds, cu_seq_lens_k=bounds, max_length_q=longest,
+                    max_length_k=longest, **kwargs).last_hidden_state[0]
+
+
+def use_completion_head(model, outputs: tuple[str, ...] = ("log_probs",),
+                        packed: bool = False) -> bool:
     """Send only labelled positions through the head of a TRL fused forward on ``model``
     (the causal LM itself, not a peft wrapper); returns whether it did.
 
     ``outputs``: the per-token fields to compute (TRL's trainer asks for the ones it logs).
+    ``packed``: run the backbone padding-free (:func:`packed_states`); the model's attention
+    must be ``ftkit.train.speed.packing``'s (``use_packed_attention``).
     Calling it again changes nothing more.
     """
     if getattr(model, "_ftkit_completion_head", False) or not supported(model):
@@ -57,11 +85,19 @@ def use_completion_head(model, outputs: tuple[str, ...] = ("log_probs",)) -> boo
                          shift_labels=shift_labels, num_items_in_batch=num_items_in_batch,
                          **kwargs)
         kwargs["use_cache"] = False
-        hidden = self.base_model(*args, **kwargs).last_hidden_state[:, :-1]
         targets = labels[:, 1:]
         mask = targets != -100
+        states = None
+        if packed and not args and kwargs.get("attention_mask") is not None:
+            ids, attention = kwargs.pop("input_ids"), kwargs.pop("attention_mask")
+            flat = packed_states(self.base_model, ids, attention, **kwargs)
+            if flat is not None:  # a token's label is the next token of its own sequence
+                states = flat[F.pad(targets, (0, 1), value=-100)[attention.bool()] != -100]
+            kwargs.update(input_ids=ids, attention_mask=attention)
+        if states is None:
+            states = self.base_model(*args, **kwargs).last_hidden_state[:, :-1][mask]
         head = self.get_output_embeddings()
-        parts = ChunkedLogProbFunction.apply(hidden[mask], head.weight, head.bias,
+        parts = ChunkedLogProbFunction.apply(states, head.weight, head.bias,
                                              targets[mask], 1.0, VOCAB_CHUNK, None, 1.0, wanted)
         full = dict(zip(FIELDS, (None if x is None else x.new_zeros(mask.shape).masked_scatter(
             mask, x) for x in parts)))
