@@ -191,6 +191,10 @@ def _add_serve_arguments(parser: argparse.ArgumentParser) -> None:
                         help="transformers' continuous batching (paged attention)")
     parser.add_argument("--key", default="",
                         help="API key clients must send (default: $FTKIT_API_KEY or a new one)")
+    parser.add_argument("--adapter", default="",
+                        help="a LoRA adapter export served on top of MODEL (the base), unmerged")
+    parser.add_argument("--weights", default="auto", choices=("auto", "int8", "int4"),
+                        help="int8/int4: torchao weight-only quantisation (default: as saved)")
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -198,13 +202,16 @@ def _serve(args: argparse.Namespace) -> int:
     from ftkit.deploy import server
 
     server.check_model_dir(args.model)
+    if args.adapter:
+        server.check_adapter_dir(args.adapter)
     key = args.key or os.environ.get(server.KEY_ENV) or f"ftkit-{secrets.token_urlsafe(24)}"
     os.environ[server.KEY_ENV] = key
     port = args.port or server.free_port(args.host)
     print(f"base_url: http://{args.host}:{port}/v1")
     print(f"API key:  {key}  (header 'Authorization: Bearer <key>'; openai.OpenAI(api_key=...))")
     print(f"model:    {args.model}", flush=True)
-    argv = [args.model, "--host", args.host, "--port", str(port)]
+    argv = [args.model, "--host", args.host, "--port", str(port), "--weights", args.weights]
+    argv += ["--adapter", args.adapter] if args.adapter else []
     return server.main(argv + (["--continuous-batching"] if args.continuous_batching else []))
 
 

@@ -17,12 +17,21 @@ by itself: the child checks every second that its parent is alive. Only safetens
 weights load (transformers refuses pickled weights when safetensors exist; the kit's exports
 hold safetensors only) and ``trust_remote_code`` stays off. ``ftkit serve <model-dir>`` runs
 the same server from a shell.
+
+Two variants of a served model, for measuring what they cost (§8.2-8.4): ``adapter=`` serves
+the base model with a LoRA adapter on top, unmerged (peft's layers add the low-rank product at
+every step, as a server holding many adapters over one base would), and ``weights="int8"`` or
+``"int4"`` serves the model with torchao's weight-only quantisation
+(``ftkit.compress.quantization.quantize_weights``). :meth:`Server.rss_mb` reads the child's
+resident memory.
 """
 from __future__ import annotations
 
 import argparse
 import atexit
 import contextlib
+import ctypes
+import gc
 import json
 import os
 import secrets
@@ -37,11 +46,13 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from ftkit.compress.quantization import quantize_weights
 from ftkit.core.config import ConfigError
 from ftkit.core.env import free_port
 
 KEY_ENV = "FTKIT_API_KEY"
 OPEN_PATHS = ("/health",)
+WEIGHTS = ("auto", "int8", "int4")  # as saved, or torchao weight-only quantisation
 
 
 class Gate:
@@ -158,9 +169,43 @@ def check_model_dir(model: str | Path) -> Path:
     return path
 
 
+def check_adapter_dir(adapter: str | Path) -> Path:
+    """A peft adapter folder (adapter_config.json and safetensors); anything else is refused."""
+    path = Path(adapter)
+    if not (path / "adapter_config.json").is_file() or not list(path.glob("*.safetensors")):
+        raise ConfigError(f"adapter {str(adapter)!r}: needs adapter_config.json and safetensors "
+                          "weights (an adapter export)")
+    return path
+
+
+def check_weights(weights: str) -> str:
+    if weights not in WEIGHTS:
+        raise ConfigError(f"weights {weights!r}: choose one of {', '.join(WEIGHTS)}")
+    return weights
+
+
+def _replace_model(built, adapter: Path | None, weights: str) -> None:
+    """Swap the server's preloaded model for the base with ``adapter`` on top (unmerged) and/or
+    its weight-quantised form; the model it held is released."""
+    (entry,) = built._model_manager.loaded_models.values()
+    model = entry.model
+    if adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(adapter), is_trainable=False)
+    if weights != "auto":
+        model = quantize_weights(model, weights)
+    entry.model = model.eval()
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):  # freed pages back before RSS is read
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
 def build_app(model: str | Path, key: str, continuous_batching: bool = False,
-              dtype: str = "auto", device: str = "cpu"):
-    """transformers' serving app for ``model`` (preloaded), behind :class:`Gate`."""
+              dtype: str = "auto", device: str = "cpu", adapter: str | Path | None = None,
+              weights: str = "auto"):
+    """transformers' serving app for ``model`` (preloaded; with ``adapter`` on top, unmerged,
+    and/or in ``weights``' format), behind :class:`Gate`."""
     from transformers.cli.serve import Serve
 
     class _Built(Serve):
@@ -170,9 +215,12 @@ def build_app(model: str | Path, key: str, continuous_batching: bool = False,
     from transformers import AutoConfig, AutoTokenizer
 
     folder = check_model_dir(model)
+    adapter = None if adapter is None else check_adapter_dir(adapter)
     built = _Built(force_model=str(folder), continuous_batching=continuous_batching,
                    dtype=dtype, device=device, trust_remote_code=False, non_blocking=True,
                    log_level="warning")
+    if adapter is not None or check_weights(weights) != "auto":
+        _replace_model(built, adapter, weights)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     context = getattr(AutoConfig.from_pretrained(folder), "max_position_embeddings", 0) or 0
     return Gate(built.server.config.app, key, lambda text: len(tokenizer(text).input_ids),
@@ -201,10 +249,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--continuous-batching", action="store_true")
     parser.add_argument("--dtype", default="auto")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--adapter", help="a LoRA adapter folder served on top, unmerged")
+    parser.add_argument("--weights", default="auto", choices=WEIGHTS,
+                        help="int8/int4: torchao weight-only quantisation")
     parser.add_argument("--parent", type=int, default=0, help="exit when this pid is gone")
     args = parser.parse_args(argv)
     key = os.environ.get(KEY_ENV, "")
-    app, _ = build_app(args.model, key, args.continuous_batching, args.dtype, args.device)
+    app, _ = build_app(args.model, key, args.continuous_batching, args.dtype, args.device,
+                       args.adapter, args.weights)
     if args.parent:
         _watch_parent(args.parent)
     port = args.port or free_port(args.host)
@@ -231,13 +283,18 @@ class Server:
         continuous_batching: transformers' continuous batching (paged attention).
         log: the server's log file; default a temporary file (``server.log``).
         ready_timeout: seconds to wait for ``/health``.
+        adapter: a LoRA adapter folder served on top of ``model`` (the base), unmerged.
+        weights: ``auto`` (as saved) or ``int8``/``int4`` (torchao weight-only).
     """
 
     def __init__(self, model: str | Path, port: int = 0, host: str = "127.0.0.1",
                  key: str | None = None, continuous_batching: bool = False,
                  dtype: str = "auto", log: str | Path | None = None,
-                 ready_timeout: float = 180.0):
+                 ready_timeout: float = 180.0, adapter: str | Path | None = None,
+                 weights: str = "auto"):
         self.model = str(check_model_dir(model))
+        self.adapter = None if adapter is None else str(check_adapter_dir(adapter))
+        self.weights = check_weights(weights)
         self.host, self.port = host, port or free_port(host)
         self.key = key or f"ftkit-{secrets.token_urlsafe(24)}"
         self.url = f"http://{host}:{self.port}"
@@ -261,6 +318,10 @@ class Server:
                "--port", str(self.port), "--dtype", self.dtype, "--parent", str(os.getpid())]
         if self.continuous_batching:
             cmd.append("--continuous-batching")
+        if self.adapter:
+            cmd += ["--adapter", self.adapter]
+        if self.weights != "auto":
+            cmd += ["--weights", self.weights]
         env = {**os.environ, KEY_ENV: self.key, "HF_HUB_OFFLINE": "1",
                "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1"}
         if "HF_HUB_CACHE" not in env:  # the server lists the hub cache; an empty one will do
@@ -294,6 +355,16 @@ class Server:
             return ""
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
+    def rss_mb(self) -> float:
+        """The server process's resident memory now (MB; /proc/<pid>/status VmRSS)."""
+        if not self.running:
+            raise RuntimeError("the server is not running")
+        with open(f"/proc/{self.process.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1e3
+        raise RuntimeError(f"/proc/{self.process.pid}/status has no VmRSS")
+
     @property
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
@@ -326,8 +397,8 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
         return sock.connect_ex((host, port)) != 0
 
 
-__all__ = ["KEY_ENV", "Gate", "Server", "build_app", "check_model_dir", "free_port", "main",
-           "port_is_free"]
+__all__ = ["KEY_ENV", "WEIGHTS", "Gate", "Server", "build_app", "check_adapter_dir",
+           "check_model_dir", "check_weights", "free_port", "main", "port_is_free"]
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -134,3 +134,49 @@ def test_only_an_exported_model_folder_is_served(tmp_path):
         sv.Server(tmp_path)
     with pytest.raises(ConfigError, match="API key is empty"):
         sv.Gate(None, "")
+
+
+@pytest.fixture(scope="module")
+def adapter_dir(model_dir, tmp_path_factory):
+    import torch
+
+    from ftkit.core.config import AdapterConfig
+    from ftkit.train.adapters import apply_method
+
+    model, _ = tiny_llama()
+    model = apply_method(model, AdapterConfig(lora_r=2, lora_alpha=4.0, lora_dropout=0.0))
+    with torch.no_grad():  # a trained adapter: B away from zero, so it changes the answers
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.5)
+    folder = tmp_path_factory.mktemp("adapter")
+    model.save_pretrained(folder)
+    merged = tmp_path_factory.mktemp("merged")
+    model.merge_and_unload().save_pretrained(merged)
+    tiny_llama()[1].save_pretrained(merged)
+    return folder, merged
+
+
+def test_an_unmerged_adapter_answers_as_its_merged_export(model_dir, adapter_dir):
+    adapter, merged = adapter_dir
+    answers = {}
+    for name, kwargs in {"base": dict(model=model_dir), "merged": dict(model=merged),
+                         "adapter": dict(model=model_dir, adapter=adapter)}.items():
+        with sv.Server(**kwargs) as server:
+            chat = cl.client(server)
+            answers[name] = cl.ask(chat, server.model, "Where is my parcel?", max_tokens=8)
+    assert answers["adapter"]["answer"] == answers["merged"]["answer"]
+    assert answers["adapter"]["answer"] != answers["base"]["answer"], "the adapter is applied"
+
+
+def test_weight_quantised_serving_answers_and_reports_its_memory(model_dir):
+    with sv.Server(model_dir, weights="int8") as server:
+        assert server.rss_mb() > 50
+        reply = cl.ask(cl.client(server), server.model, "Where is my parcel?", max_tokens=4)
+        assert reply["tokens"] == 4
+    with pytest.raises(RuntimeError, match="not running"):
+        server.rss_mb()
+    with pytest.raises(ConfigError, match="choose one of"):
+        sv.Server(model_dir, weights="int3")
+    with pytest.raises(ConfigError, match="adapter_config.json"):
+        sv.Server(model_dir, adapter=model_dir)
