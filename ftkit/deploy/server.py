@@ -18,7 +18,7 @@ weights load (transformers refuses pickled weights when safetensors exist; the k
 hold safetensors only) and ``trust_remote_code`` stays off. ``ftkit serve <model-dir>`` runs
 the same server from a shell.
 
-Two variants of a served model, for measuring what they cost (§8.2-8.4): ``adapter=`` serves
+Two variants of a served model, for measuring what they cost (§8.3-8.4): ``adapter=`` serves
 the base model with a LoRA adapter on top, unmerged (peft's layers add the low-rank product at
 every step, as a server holding many adapters over one base would), and ``weights="int8"`` or
 ``"int4"`` serves the model with torchao's weight-only quantisation
