@@ -63,6 +63,11 @@ class RewardConfig(Section):
     rm_batch_size: int = param(16, "Pairs per reward-model step.", min=1, max=1024)
     rm_max_length: int = param(96, "Longest prompt + reply, in encoder tokens.", min=8,
                                max=512)
+    rm_bf16: bool = param(True, "bf16 autocast where the machine has bf16 matmul "
+                          "instructions (else fp32); the pooled states and the scores stay fp32.")
+    rm_chunks: int = param(2, "Sub-batches of similar length each step's texts are split into, "
+                           "so that short ones are not padded to the longest (1 = one batch).",
+                           min=1, max=64)
 
 
 @dataclass(frozen=True)

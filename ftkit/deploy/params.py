@@ -3,6 +3,7 @@ hard it loads the server. Light on purpose (no torch): schemas and panels read i
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from ftkit.core.config import Section, param
 
@@ -25,6 +26,9 @@ class DeployConfig(Section):
                                           "load tests.", min=1, max=256)
     requests_per_level: int = param(16, "Requests per load test (at least two per client).",
                                     min=1, max=10_000)
+    served_weights: Literal["int8", "int4"] = param("int8", "Weight-only quantisation (torchao) "
+                                                    "of the server compared for memory with "
+                                                    "the assistant as saved.")
     continuous_batching: bool = param(True, "Also run the load tests on a server with "
                                       "continuous batching on, beside one without.")
     request_timeout: float = param(120.0, "Seconds before a request counts as failed.",

@@ -4,8 +4,10 @@ An example is an image, a user turn (the image, then the question or the caption
 the one assistant turn to learn. The collator renders both through the processor's chat
 template, so the same code serves the offline LLaVA assembly and a hub VLM, and masks the
 prompt (image placeholders included) out of the loss. :func:`train_stage` runs one stage with a
-transformers Trainer built from ftkit's TrainingArguments and live loss plot.
-Used in notebooks/17_multimodal_vqa.ipynb.
+transformers Trainer built from ftkit's TrainingArguments and live loss plot: vocabulary logits
+only at answer positions (:func:`label_only_loss`) and, for the LLaVA assembly, padding-free
+batches (:func:`flatten`, the same examples and loss without pad tokens).
+Used in notebooks/17_multimodal_vqa.ipynb; measured in benchmarks/vqa_step.py.
 """
 from __future__ import annotations
 
@@ -23,8 +25,9 @@ from ftkit.train import factory
 from ftkit.train.adapters import trainable_summary
 from ftkit.train.finetune import StepTimer
 from ftkit.train.sft import training_arguments, unwrap
+from ftkit.train.speed import packing as packed_attention
 from ftkit.train.speed.fastloss import _parts
-from ftkit.train.speed.layer import frozen_weights_to_bf16
+from ftkit.train.speed.layer import Levers, frozen_weights_to_bf16
 from ftkit.vqa import shapes
 
 CAPTION_PROMPT = "Describe the image."
@@ -75,11 +78,12 @@ class VLMCollator:
     """Batches examples for training: chat template, image placeholders, prompt-masked labels.
 
     Labels are the input ids with -100 on padding and on every prompt token, so the loss is the
-    answer (and its end-of-turn token) only. Right padding, as training wants.
+    answer (and its end-of-turn token) only. Right padding, as training wants; with ``flat`` the
+    batch comes as one row without padding (:func:`flatten`).
     """
 
-    def __init__(self, processor, image_size: int | None = None):
-        self.processor, self.image_size = processor, image_size
+    def __init__(self, processor, image_size: int | None = None, flat: bool = False):
+        self.processor, self.image_size, self.flat = processor, image_size, flat
 
     def texts(self, example: dict) -> tuple[str, str]:
         turn = user_turn(example["prompt"])
@@ -108,7 +112,51 @@ class VLMCollator:
         labels[batch["attention_mask"] == 0] = -100
         for i, n in enumerate(prompt_ids.tolist()):
             labels[i, :n] = -100
-        return {**batch, "labels": labels}
+        batch = {**batch, "labels": labels}
+        return flatten(batch) if self.flat else batch
+
+
+def flatten(batch: dict) -> dict:
+    """A right-padded batch as one row of its real tokens (padding-free training).
+
+    ``input_ids`` and ``labels`` ``(B, T)`` become ``(1, N)``, N the batch's real tokens;
+    ``position_ids`` restart at every example and ``cu_seq_lens_q/k`` mark where each begins, so
+    that :func:`ftkit.train.speed.packing.segment_attention` attends within examples only. The
+    image tensors stay as they are: the model swaps the projected patches in wherever the image
+    placeholders sit. No example's first token is a label, so none is predicted across a seam.
+    """
+    real = batch["attention_mask"].bool()
+    lengths = real.sum(1)  # (B,)
+    cu = torch.nn.functional.pad(lengths.cumsum(0), (1, 0)).to(torch.int32)  # (B + 1,)
+    labels = batch["labels"][real]
+    labels[cu[:-1].long()] = -100
+    longest = int(lengths.max())
+    rest = {k: v for k, v in batch.items() if k not in ("input_ids", "attention_mask", "labels")}
+    return {**rest, "input_ids": batch["input_ids"][real][None], "labels": labels[None],
+            "position_ids": torch.cat([torch.arange(n) for n in lengths.tolist()])[None],
+            "cu_seq_lens_q": cu, "cu_seq_lens_k": cu, "max_length_q": longest,
+            "max_length_k": longest}
+
+
+def use_packed_language_model(model) -> bool:
+    """Switch a LLaVA model's language model to packed attention (``segment_attention``).
+
+    Returns False, changing nothing, for other VLMs (their forward may not pass the example
+    boundaries on); those train on padded batches. Without boundaries (evaluation, generation)
+    the attention defers to SDPA, so outputs there are unchanged.
+    """
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if getattr(base.config, "model_type", None) != "llava":
+        return False
+    language = base.model.language_model
+    if language.config._attn_implementation == packed_attention.NAME:
+        return True
+    packed_attention._register()
+    try:
+        language.set_attn_implementation(packed_attention.NAME)
+    except (ValueError, ImportError, NotImplementedError):
+        return False
+    return language.config._attn_implementation == packed_attention.NAME
 
 
 def label_only_loss(model, inputs: dict, num_items_in_batch=None) -> torch.Tensor:
@@ -150,11 +198,13 @@ def _vlm_trainer_class():
 
 
 def trainer(model, processor, examples: list[dict], train: TrainConfig, output_dir: str,
-            seed: int = 42, title: str = "training", callbacks: list | None = None):
+            seed: int = 42, title: str = "training", callbacks: list | None = None,
+            packing: bool = True):
     """A transformers Trainer for a VLM stage: ftkit's TrainingArguments, live plot, collator.
 
     No evaluation during training (the notebook scores exact-match answers between stages);
-    ``remove_unused_columns=False`` keeps the raw images for the collator.
+    ``remove_unused_columns=False`` keeps the raw images for the collator. ``packing``: train the
+    LLaVA assembly on padding-free batches (:func:`flatten`); other VLMs train padded.
     """
 
     if len(examples) < train.batch_size:
@@ -165,19 +215,22 @@ def trainer(model, processor, examples: list[dict], train: TrainConfig, output_d
                               logging_steps=max(1, (train.max_steps or 10) // 10))
     size = getattr(getattr(model, "config", None), "vision_config", None)
     size = getattr(size, "image_size", None) if size is not None else None
+    flat = packing and use_packed_language_model(model)
     return factory.build(_vlm_trainer_class(), model, args, path="vqa", title=title,
-                         callbacks=callbacks, train_dataset=examples,
-                         data_collator=VLMCollator(processor, size))
+                         callbacks=callbacks, levers=Levers(label_only_logits=True, packing=flat),
+                         train_dataset=examples, data_collator=VLMCollator(processor, size, flat))
 
 
 def train_stage(model, processor, examples: list[dict], train: TrainConfig, steps: int,
-                output_dir: str, seed: int = 42, title: str = "training") -> tuple[Any, dict]:
+                output_dir: str, seed: int = 42, title: str = "training",
+                packing: bool = True) -> tuple[Any, dict]:
     """Train ``steps`` optimiser steps on ``examples``; returns ``(model, cost row)``.
 
     The row holds the trainable parameters and share, the median step time, the wall time and
     the mean training loss. With ``train.bf16`` the frozen Linear weights are kept in bf16 while
-    training (:func:`ftkit.train.speed.layer.frozen_weights_to_bf16`), where bf16 runs. The model comes
-    back unwrapped (no autocast wrapper, fp32 again), in eval mode.
+    training (:func:`ftkit.train.speed.layer.frozen_weights_to_bf16`), where bf16 runs. The model
+    comes back unwrapped (no autocast wrapper, fp32 again), in eval mode. ``packing``: see
+    :func:`trainer`.
     """
 
     counts = trainable_summary(model)
@@ -186,10 +239,12 @@ def train_stage(model, processor, examples: list[dict], train: TrainConfig, step
     timer = StepTimer()
     stage_cfg = dataclasses.replace(train, max_steps=steps)
     t0 = time.perf_counter()
-    run = trainer(model, processor, examples, stage_cfg, output_dir, seed, title, [timer])
+    run = trainer(model, processor, examples, stage_cfg, output_dir, seed, title, [timer],
+                  packing)
     result = run.train()
     model = unwrap(run)
     return model.eval(), {"trainable_params": counts["trainable"],
-                          "total_params": counts["total"], "trainable_share": counts["share"], "step_seconds": timer.median,
+                          "total_params": counts["total"], "trainable_share": counts["share"],
+                          "step_seconds": timer.median,
                           "train_seconds": time.perf_counter() - t0,
                           "train_loss": result.training_loss}

@@ -59,3 +59,49 @@ def test_pairwise_eval_reports_each_pair(rm):
     result = reward.pairwise_eval(model, tok, rows)
     assert len(result["ranked_right"]) == len(result["probs"]) == len(result["labels"]) == 3
     assert result["accuracy"] == sum(result["ranked_right"]) / 3
+
+
+def _no_dropout(model):
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    return model
+
+
+def test_length_chunks_keep_each_reward(rm):
+    model, tok = rm
+    prompts = ["q", "a longer question here", "q two", "the longest question of them all"]
+    replies = ["yes", "no", "a reply of several more words", "ok"]
+    batch = reward.encode(tok, prompts, replies, 96)
+    parts, order = reward.length_chunks(batch, 2)
+    assert sorted(order.tolist()) == [0, 1, 2, 3]
+    assert sum(p["input_ids"].numel() for p in parts) < batch["input_ids"].numel()
+    model.eval()
+    with torch.no_grad():
+        whole = reward.batch_rewards(model, batch)
+        chunked = reward.batch_rewards(model, batch, chunks=2)
+    torch.testing.assert_close(chunked, whole, atol=1e-5, rtol=0)
+
+
+def _first_losses(monkeypatch, bf16: bool, chunks: int) -> list[float]:
+    monkeypatch.setenv("FTKIT_BF16", "1")  # bf16 where asked, whatever this CPU has
+    encoder, tok = tiny_bert()
+    torch.manual_seed(0)
+    model = _no_dropout(reward.RewardModel(encoder))
+    rows = [{"prompt": f"question {i}" + " more" * (i % 5), "chosen": "yes",
+             "rejected": "no no" + " no" * (i % 3)} for i in range(16)]
+    cfg = reward.RewardConfig(reward_model="tiny-bert", rm_epochs=1, rm_lr=3e-3,
+                              rm_batch_size=4, rm_bf16=bf16, rm_chunks=chunks)
+    return reward.train_reward_model(model, tok, rows, cfg, seed=0)
+
+
+def test_levers_keep_the_first_losses(monkeypatch):
+    """Length-sorted sub-batches change no number (fp32, to 1e-5); bf16 autocast moves the
+    first four losses (0.64 → 0.40) by bf16 rounding only: less than 1e-3."""
+    plain = _first_losses(monkeypatch, bf16=False, chunks=1)
+    chunked = _first_losses(monkeypatch, bf16=False, chunks=2)
+    fast = _first_losses(monkeypatch, bf16=True, chunks=2)
+    assert len(plain) == 4
+    assert chunked == pytest.approx(plain, abs=1e-5)
+    assert fast == pytest.approx(plain, abs=1e-3)
+    assert fast != pytest.approx(plain, abs=1e-7)  # bf16 was on

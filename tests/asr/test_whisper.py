@@ -298,6 +298,8 @@ def test_collate_pads_labels_with_ignore_index():
     batch = whisper.collate([ds[0], ds[1]])
     assert batch["labels"].tolist() == [[1, 2, 3], [4, -100, -100]]
     assert batch["encoder_hidden_states"].dtype == torch.float32
+    kept = whisper.collate([ds[0], ds[1]], dtype=torch.bfloat16)["encoder_hidden_states"]
+    assert kept.dtype == torch.bfloat16  # what bf16 autocast multiplies by anyway
     with pytest.raises(ValueError):
         whisper.CachedStatesDataset(torch.zeros(2, 5, 4), [[1]])
 
@@ -334,6 +336,68 @@ def test_train_decoder_runs_and_returns_a_plain_model(tiny_whisper, processor, m
     assert row["best_step"] in (0, 1, 2) and np.isfinite(row["best_val_wer"])
     hyps = whisper.decode(tuned, processor, states[:2], max_new_tokens=4)
     assert len(hyps) == 2
+
+
+def _loss_and_grads(model, states, labels, absorbed):
+    model.zero_grad()
+    with whisper.AbsorbedCrossAttention(model, absorbed):
+        loss = whisper.CachedEncoderWhisper(model)(states, labels).loss
+    loss.backward()
+    return loss.item(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+@pytest.mark.parametrize("method", ["full", "lora"])
+def test_absorbed_cross_attention_computes_what_whisper_computes(tiny_whisper, processor, method,
+                                                                  monkeypatch):
+    model = whisper.apply_method(tiny_whisper, method, lora_r=2, lora_alpha=4.0, lora_dropout=0.0)
+    torch.manual_seed(1)
+    for name, p in model.named_parameters():
+        if "lora_B" in name:
+            p.data.normal_(0, 0.1)  # adapters that change the queries and outputs
+    states = torch.randn(2, 8, 16)  # (B, source positions, d_model)
+    labels = whisper.collate([{"encoder_hidden_states": s, "labels": ids} for s, ids in zip(
+        states, whisper.label_ids(processor, ["Take warfarin.", "Hello."]))])["labels"]
+    assert labels.shape[1] < 8  # shorter than the head width: the absorbed form is taken
+    calls = []
+    plain = whisper.absorbed_cross_attention
+    monkeypatch.setattr(whisper, "absorbed_cross_attention",
+                        lambda *a: calls.append(1) or plain(*a))
+    loss, grads = _loss_and_grads(model, states, labels, absorbed=False)
+    assert not calls
+    loss_abs, grads_abs = _loss_and_grads(model, states, labels, absorbed=True)
+    assert len(calls) == 2  # one per decoder layer
+    assert loss_abs == pytest.approx(loss, rel=1e-5)
+    assert any(".encoder_attn.k_proj." in n for n in grads) == (method == "full")
+    for name, grad in grads.items():
+        torch.testing.assert_close(grads_abs[name], grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_absorbed_cross_attention_leaves_long_labels_and_restores_the_model(tiny_whisper,
+                                                                           monkeypatch):
+    model = whisper.apply_method(tiny_whisper, "lora", lora_r=2, lora_alpha=4.0)
+    monkeypatch.setattr(whisper, "absorbed_cross_attention",
+                        lambda *a: pytest.fail("labels as long as the head width"))
+    labels = torch.full((1, 8), 50257)  # 8 labels = the tiny model's head width
+    with whisper.AbsorbedCrossAttention(model) as switch:
+        assert len(switch.layers) == 2
+        whisper.CachedEncoderWhisper(model)(torch.randn(1, 8, 16), labels)
+    assert all("forward" not in attn.__dict__ for attn in switch.layers)
+
+
+def test_train_decoder_without_validation_takes_every_step(tiny_whisper, processor, tmp_path,
+                                                          monkeypatch):
+    from ftkit.core.config import TrainConfig
+
+    monkeypatch.setattr(whisper, "decode", lambda *a, **k: pytest.fail("no validation asked"))
+    texts = ["Take warfarin.", "Stop metformin."]
+    ds = whisper.CachedStatesDataset(torch.randn(2, 8, 16).to(torch.bfloat16),
+                                     whisper.label_ids(processor, texts))
+    model = whisper.apply_method(tiny_whisper, "lora", lora_r=2, lora_alpha=4.0)
+    train = TrainConfig(lr=1e-3, max_steps=3, batch_size=2, eval_steps=1, bf16=False,
+                        report_to="none")
+    _, row = whisper.train_decoder(model, processor, ds, None, None, train, "lora",
+                                   str(tmp_path))
+    assert row["steps"] == 3 and row["best_step"] is None and np.isfinite(row["train_loss"])
 
 
 class _Linear(torch.nn.Module):

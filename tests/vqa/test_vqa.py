@@ -150,7 +150,23 @@ def test_collator_masks_everything_but_the_answer(tiny_vlm):
         assert kept.startswith(ex["answer"]) and kept.strip().endswith("<|im_end|>")
 
 
-def test_one_training_step_moves_only_what_should(tiny_vlm, tmp_path):
+def test_padding_free_batches_give_the_padded_loss(tiny_vlm):
+    model, processor = tiny_vlm
+    examples = vt.qa_examples(shapes.make_split("train", 2))[:6]
+    padded = vt.VLMCollator(processor, 32)(examples)
+    assert padded["attention_mask"].min() == 0  # the questions differ in length
+    flat = vt.VLMCollator(processor, 32, flat=True)(examples)
+    assert flat["input_ids"].shape == (1, int(padded["attention_mask"].sum()))
+    assert flat["cu_seq_lens_q"].tolist()[-1] == flat["input_ids"].shape[1]
+    assert torch.equal(flat["labels"][flat["labels"] != -100],
+                       padded["labels"][padded["labels"] != -100])
+    assert vt.use_packed_language_model(model)
+    with torch.no_grad():
+        torch.testing.assert_close(vt.label_only_loss(model.eval(), flat),
+                                   vt.label_only_loss(model, padded))
+
+
+def test_one_training_step_moves_only_what_should(tiny_vlm, tmp_path, built_trainers):
     model, processor = tiny_vlm
     examples = vt.caption_examples(shapes.make_split("train", 4))
     vm.train_projector_only(model)
@@ -169,8 +185,11 @@ def test_one_training_step_moves_only_what_should(tiny_vlm, tmp_path):
     counts, parts = trainable_summary(lora), vm.part_counts(lora)
     assert parts["lora"] > 0 and counts["trainable"] == parts["lora"] + parts["projector"]
     assert not any(p.requires_grad for n, p in lora.named_parameters() if "vision_tower" in n)
-    lora, row = vt.train_stage(lora, processor, examples, train, 1, str(tmp_path))
+    lora, row = vt.train_stage(lora, processor, examples, train, 1, str(tmp_path),
+                               packing=False)
     assert np.isfinite(row["train_loss"])
+    assert [t.data_collator.flat for t in built_trainers] == [True, False]
+    assert [t.ftkit_levers.packing for t in built_trainers] == [True, False]
     preds = evaluate.answer(lora, processor, [e["image"] for e in examples[:2]],
                             ["How many shapes are there?"] * 2, max_new_tokens=2)
     assert len(preds) == 2 and all(isinstance(p, str) for p in preds)

@@ -5,8 +5,9 @@ updates (:mod:`~ftkit.train.speed.fused_lora`), frozen Linear layers recast in b
 computing with one held bf16 copy while ``train()`` runs (:mod:`~ftkit.train.speed.frozen_linear`)
 — and returns the Trainer callbacks they need. :class:`Levers` says which are on; every lever
 can be switched off. The levers that live in a path's own trainer class (label-only logits
-and padding-free batches for SFT, reference log-probabilities computed once for DPO, the
-rollout levers of GRPO) are named in the same :class:`Levers` by the path that uses them, so
+and padding-free batches for SFT, VQA and DPO, reference log-probabilities computed once for
+DPO, the rollout levers of GRPO, Whisper's cross-attention on the label side, the reward
+model's length-sorted sub-batches) are named in the same :class:`Levers` by the path that uses them, so
 that one log line per run says what is on (:func:`describe`).
 
 bf16 autocast itself is chosen by measured hardware support (``ftkit.core.env.use_bf16``) when
@@ -29,7 +30,8 @@ class Levers:
     """Which speed levers a training run uses; ``None`` = the path has no such lever.
 
     The first four act on the model's layers (:func:`apply`); the rest are a path's own and
-    are set by it (``ftkit.train.sft``, ``ftkit.align.dpo``, ``ftkit.align.grpo``).
+    are set by it (``ftkit.train.sft``, ``ftkit.align.dpo``, ``ftkit.align.grpo``,
+    ``ftkit.asr.whisper``, ``ftkit.align.reward``, ``ftkit.vqa.train``).
     """
     fused_lora: bool = True
     recast_frozen: bool = True
@@ -41,6 +43,8 @@ class Levers:
     completion_logits: bool | None = None
     merged_rollouts: bool | None = None
     shared_prompts: bool | None = None
+    label_side_cross_attention: bool | None = None
+    length_sorted_chunks: bool | None = None
 
     def replace(self, **changes) -> Levers:
         return dataclasses.replace(self, **changes)
