@@ -190,5 +190,5 @@ def concurrency_sweep(server, prompts: list[str], levels: list[int],
     return pd.DataFrame(rows).set_index("concurrency")
 
 
-__all__ = ["answer_all", "ask", "client", "compare_latency", "concurrency_sweep", "load_test", "messages",
-           "summarise"]
+__all__ = ["answer_all", "ask", "client", "compare_latency", "concurrency_sweep", "load_test",
+           "messages", "summarise"]

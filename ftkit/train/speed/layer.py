@@ -7,8 +7,8 @@ computing with one held bf16 copy while ``train()`` runs (:mod:`~ftkit.train.spe
 can be switched off. The levers that live in a path's own trainer class (label-only logits
 and padding-free batches for SFT, VQA and DPO, reference log-probabilities computed once for
 DPO, the rollout levers of GRPO, Whisper's cross-attention on the label side, the reward
-model's length-sorted sub-batches) are named in the same :class:`Levers` by the path that uses them, so
-that one log line per run says what is on (:func:`describe`).
+model's length-sorted sub-batches) are named in the same :class:`Levers` by the path that
+uses them, so that one log line per run says what is on (:func:`describe`).
 
 bf16 autocast itself is chosen by measured hardware support (``ftkit.core.env.use_bf16``) when
 the path builds its arguments; the recast and held-copy levers act only under it.
