@@ -13,7 +13,8 @@ model FLOPs per token have one honest count, and each goal as met or missed:
   gradients), RSS added while loading and training;
 - DPO + LoRA (``dpo_step.py``): 4·N for the policy plus 2·N for the reference forward,
   process peak RSS;
-- reward model (``reward_step.py``): full fine-tuning of the encoder, 6·N;
+- reward model (``reward_step.py``): full fine-tuning of the encoder, 6·N with N its
+  parameters outside the token-embedding table (looked up, not multiplied);
 - Whisper decoder LoRA (``whisper_step.py``), VQA projector + LoRA (``vqa_step.py``), GRPO
   (``grpo_step.py``): no share printed (an encoder run once per clip, image tokens, sampled
   tokens: no one count per token fits all variants);
@@ -81,12 +82,16 @@ def _read_sft(result: dict) -> dict[str, Run]:
             for k, v in names.items()}
 
 
-def _params(name: str, times: float) -> Callable[[], float]:
+def _params(name: str, times: float, embeddings: bool = True) -> Callable[[], float]:
+    """``times`` x the parameters of model ``name`` (without the input embedding table when
+    ``embeddings`` is False: an encoder without a vocabulary head only looks rows up in it)."""
     def count() -> float:
         from ftkit import models
 
         model = models.load(name)[0]
-        return times * sum(p.numel() for p in model.parameters())
+        table = {id(p) for p in model.get_input_embeddings().parameters()}
+        return times * sum(p.numel() for p in model.parameters()
+                           if embeddings or id(p) not in table)
     return count
 
 
@@ -100,10 +105,11 @@ PATHS = {
                      flops_per_token=_params("smollm2-135m", 6), default_target=2.5),
     "reward": PathBench("reward model", "reward_step.py", (),
                         _by_variant("trl defaults", "trl tuned", "ftkit"),
-                        flops_per_token=_params("all-minilm-l6-v2", 6), default_target=2.5),
+                        flops_per_token=_params("minilm-l6", 6, embeddings=False),
+                        default_target=2.5),
     "whisper": PathBench("Whisper decoder LoRA", "whisper_step.py", (),
                          _by_variant("defaults", "tuned", "ftkit"), default_target=2.0),
-    "vqa": PathBench("VQA projector + LoRA", "vqa_step.py", (),
+    "vqa": PathBench("VQA projector + LoRA", "vqa_step.py", ("--steps", "20"),
                      _by_variant("defaults", "tuned", "ftkit"), default_target=2.0),
     "grpo": PathBench("GRPO step", "grpo_step.py", ("--only", "ftkit"),
                       _by_variant("trl defaults", "trl", "ftkit", rate="median_step_s",
