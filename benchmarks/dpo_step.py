@@ -31,14 +31,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import anchors  # noqa: E402  (this folder: the benchmarks' shared parts)
 
 import torch  # noqa: E402
 
@@ -146,30 +146,18 @@ def main() -> None:
     runs: dict[str, list[dict]] = {v: [] for v in VARIANTS}
     for round_ in range(args.repeats):
         for v in VARIANTS:
-            child = subprocess.run([sys.executable, __file__, "--variant", v, "--batch",
-                                    str(args.batch), "--model", args.model, "--pairs",
-                                    str(args.pairs)], capture_output=True, text=True, check=True)
-            runs[v].append(json.loads(child.stdout.strip().splitlines()[-1]))
+            runs[v].append(anchors.child(__file__, ["--variant", v, "--batch", str(args.batch),
+                                                    "--model", args.model, "--pairs",
+                                                    str(args.pairs)]))
             print(f"round {round_ + 1} {v}: {runs[v][-1]['seconds']:.1f} s", flush=True)
-    med = {v: statistics.median(r["tokens_per_s"] for r in rs) for v, rs in runs.items()}
+    result = anchors.summarise(runs, medians=("pairs_per_s",), means=("heldout_loss",))
     print(f"\n{'variant':<14}{'pairs/s':>9}{'tokens/s':>10}{'ftkit vs':>10}{'held-out loss':>15}"
           f"{'peak RSS MB':>13}{'ref once':>10}")
-    result = {}
-    for v, rs in runs.items():
-        pairs = statistics.median(r["pairs_per_s"] for r in rs)
-        loss = statistics.mean(r["heldout_loss"] for r in rs)
-        peak = max(r["peak_rss_mb"] for r in rs)
-        result[v] = {"tokens_per_s": med[v], "pairs_per_s": pairs, "heldout_loss": loss,
-                     "ftkit_vs": med["ftkit"] / med[v], "peak_rss_mb": peak, "runs": rs}
-        print(f"{v:<14}{pairs:>9.2f}{med[v]:>10.1f}{med['ftkit'] / med[v]:>9.2f}x{loss:>15.4f}"
-              f"{peak:>13.0f}{str(rs[0]['precomputed_reference']):>10}")
-    ratio, gap = result["trl tuned"]["ftkit_vs"], (result["ftkit"]["heldout_loss"]
-                                                   / result["trl tuned"]["heldout_loss"] - 1)
-    print(f"\nftkit vs TRL tuned: {ratio:.2f}x at a held-out loss {gap:+.1%} "
-          f"({'goal met' if ratio >= 1.3 and gap <= 0.01 else 'goal missed'}: >= 1.3x, <= +1 %)")
-    print(f"ftkit vs TRL defaults: {result['trl defaults']['ftkit_vs']:.2f}x "
-          f"({'goal met' if result['trl defaults']['ftkit_vs'] >= 2.5 else 'goal missed'}: "
-          ">= 2.5x)")
+    for v, r in result.items():
+        print(f"{v:<14}{r['pairs_per_s']:>9.2f}{r['tokens_per_s']:>10.1f}{r['ftkit_vs']:>9.2f}x"
+              f"{r['heldout_loss']:>15.4f}{r['peak_rss_mb']:>13.0f}"
+              f"{str(r['runs'][0]['precomputed_reference']):>10}")
+    print("\n" + anchors.goal_lines(result, "trl tuned", "trl defaults", 2.5, "TRL"))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
 

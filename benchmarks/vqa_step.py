@@ -49,14 +49,14 @@ import dataclasses
 import hashlib
 import json
 import math
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import anchors  # noqa: E402  (this folder: the benchmarks' shared parts)
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
@@ -263,30 +263,20 @@ def child(args, *extra: str) -> dict:
     common = ["--batch", str(args.batch), "--steps", str(args.steps), "--model", args.model,
               "--scenes", str(args.scenes), "--eval-scenes", str(args.eval_scenes),
               "--clip-steps", str(args.clip_steps), "--caption-steps", str(args.caption_steps)]
-    out = subprocess.run([sys.executable, __file__, *common, *extra], capture_output=True,
-                         text=True)
-    if out.returncode:
-        sys.exit(f"{' '.join(extra)} failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return anchors.child(__file__, [*common, *extra])
 
 
 def report(runs: dict[str, list[dict]]) -> dict:
     """The table and the goals; returns the summary that ``--json`` writes."""
-    med = {v: statistics.median(r["tokens_per_s"] for r in rs) for v, rs in runs.items()}
+    result = anchors.summarise(runs, medians=("examples_per_s",),
+                               means=("heldout_loss", "accuracy"))
     print(f"\n{'variant':<10}{'precision':>10}{'examples/s':>12}{'tokens/s':>10}{'ftkit vs':>10}"
           f"{'held-out loss':>15}{'accuracy':>10}{'peak RSS MB':>13}")
-    result = {}
-    for v, rs in runs.items():
-        examples = statistics.median(r["examples_per_s"] for r in rs)
-        loss = statistics.mean(r["heldout_loss"] for r in rs)
-        acc = statistics.mean(r["accuracy"] for r in rs)
-        peak = max(r["peak_rss_mb"] for r in rs)
-        result[v] = {"tokens_per_s": med[v], "examples_per_s": examples, "heldout_loss": loss,
-                     "accuracy": acc, "ftkit_vs": med["ftkit"] / med[v], "peak_rss_mb": peak,
-                     "runs": rs}
-        precision = "bf16" if rs[0]["bf16"] else "fp32"
-        print(f"{v:<10}{precision:>10}{examples:>12.2f}{med[v]:>10.1f}"
-              f"{med['ftkit'] / med[v]:>9.2f}x{loss:>15.4f}{acc:>10.3f}{peak:>13.0f}")
+    for v, r in result.items():
+        precision = "bf16" if r["runs"][0]["bf16"] else "fp32"
+        print(f"{v:<10}{precision:>10}{r['examples_per_s']:>12.2f}{r['tokens_per_s']:>10.1f}"
+              f"{r['ftkit_vs']:>9.2f}x{r['heldout_loss']:>15.4f}{r['accuracy']:>10.3f}"
+              f"{r['peak_rss_mb']:>13.0f}")
     first = runs["ftkit"][0]
     orders = {r["order"] for rs in runs.values() for r in rs}
     print(f"\ntokens/s: {first['text_tokens_per_example']:.1f} text tokens per example (real, "
@@ -296,13 +286,7 @@ def report(runs: dict[str, list[dict]]) -> dict:
     trained = {r["trainable_params"] for rs in runs.values() for r in rs}
     print(f"trainable parameters (projector + LoRA): {', '.join(f'{n:,}' for n in trained)}"
           f"{'' if len(trained) == 1 else ' — NOT the same in every run'}")
-    ratio, gap = result["tuned"]["ftkit_vs"], (result["ftkit"]["heldout_loss"]
-                                               / result["tuned"]["heldout_loss"] - 1)
-    print(f"ftkit vs tuned Trainer: {ratio:.2f}x at a held-out loss {gap:+.1%} "
-          f"({'goal met' if ratio >= 1.3 and gap <= 0.01 else 'goal missed'}: >= 1.3x, <= +1 %)")
-    vs_defaults = result["defaults"]["ftkit_vs"]
-    print(f"ftkit vs Trainer defaults: {vs_defaults:.2f}x "
-          f"({'goal met' if vs_defaults >= 2 else 'goal missed'}: >= 2x)")
+    print(anchors.goal_lines(result, "tuned", "defaults", 2.0, "Trainer"))
     return result
 
 

@@ -50,13 +50,14 @@ import json
 import math
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import anchors  # noqa: E402  (this folder: the benchmarks' shared parts)
 
 import torch  # noqa: E402
 
@@ -195,39 +196,22 @@ def run_rounds(args, data_path: str, steps: int) -> dict[str, list[dict]]:
     child_env = {**os.environ, "FTKIT_HEADLESS": "1", "TQDM_DISABLE": "1"}
     for round_ in range(args.repeats):
         for v in runs:
-            child = subprocess.run([sys.executable, __file__, "--variant", v, "--method",
-                                    args.method, "--data", data_path, "--batch", str(args.batch),
-                                    "--steps", str(steps)], capture_output=True, text=True,
-                                   env=child_env)
-            if child.returncode:
-                sys.exit(f"{v} failed:\n{child.stderr[-3000:]}")
-            runs[v].append(json.loads(child.stdout.strip().splitlines()[-1]))
+            runs[v].append(anchors.child(__file__, [
+                "--variant", v, "--method", args.method, "--data", data_path, "--batch",
+                str(args.batch), "--steps", str(steps)], child_env))
             print(f"round {round_ + 1} {v}: {runs[v][-1]['seconds']:.1f} s", flush=True)
     return runs
 
 
 def report(runs: dict[str, list[dict]]) -> dict:
-    med = {v: statistics.median(r["tokens_per_s"] for r in rs) for v, rs in runs.items()}
+    result = anchors.summarise(runs, medians=("clips_per_s",),
+                               means=("heldout_loss", "heldout_wer"))
     print(f"\n{'variant':<18}{'clips/s':>9}{'tokens/s':>10}{'ftkit vs':>10}{'held-out loss':>15}"
           f"{'WER':>8}{'peak RSS MB':>13}")
-    result = {}
-    for v, rs in runs.items():
-        clips = statistics.median(r["clips_per_s"] for r in rs)
-        loss = statistics.mean(r["heldout_loss"] for r in rs)
-        wer = statistics.mean(r["heldout_wer"] for r in rs)
-        peak = max(r["peak_rss_mb"] for r in rs)
-        result[v] = {"tokens_per_s": med[v], "clips_per_s": clips, "heldout_loss": loss,
-                     "heldout_wer": wer, "ftkit_vs": med["ftkit"] / med[v], "peak_rss_mb": peak,
-                     "runs": rs}
-        print(f"{v:<18}{clips:>9.2f}{med[v]:>10.1f}{med['ftkit'] / med[v]:>9.2f}x{loss:>15.4f}"
-              f"{wer:>8.3f}{peak:>13.0f}")
-    ratio, gap = result["tuned"]["ftkit_vs"], (result["ftkit"]["heldout_loss"]
-                                               / result["tuned"]["heldout_loss"] - 1)
-    print(f"\nftkit vs tuned: {ratio:.2f}x at a held-out loss {gap:+.1%} "
-          f"({'goal met' if ratio >= 1.3 and gap <= 0.01 else 'goal missed'}: >= 1.3x, <= +1 %)")
-    ratio = result["defaults"]["ftkit_vs"]
-    print(f"ftkit vs defaults: {ratio:.2f}x ({'goal met' if ratio >= 2 else 'goal missed'}: "
-          ">= 2x)")
+    for v, r in result.items():
+        print(f"{v:<18}{r['clips_per_s']:>9.2f}{r['tokens_per_s']:>10.1f}{r['ftkit_vs']:>9.2f}x"
+              f"{r['heldout_loss']:>15.4f}{r['heldout_wer']:>8.3f}{r['peak_rss_mb']:>13.0f}")
+    print("\n" + anchors.goal_lines(result, "tuned", "defaults", 2.0, "Seq2SeqTrainer"))
     return result
 
 
