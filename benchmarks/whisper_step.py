@@ -26,7 +26,7 @@ gets the same clips, batch (16), optimiser steps (3 epochs: 27), seed and LoRA c
 - ``ftkit``: ``ftkit.asr.whisper.encode`` (the encoder once per clip, bf16 where native) and
   ``train_decoder`` without validation (``val_states=None``: no WER evaluations or early
   stopping, so every variant takes the same steps), through the trainer factory's speed layer
-  and the cross-attention computed on the label side (``AbsorbedCrossAttention``);
+  and the cross-attention computed on the label side (``ftkit.asr.cross_attention``);
 - ``ftkit plain attn`` (with ``--plain-attention``): the same with Whisper's own cross-attention
   (``absorbed_attention=False``), which projects all 1500 encoder positions at every step.
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from ftkit.asr import audio, speech, whisper
+from ftkit.asr import audio, cross_attention, speech, whisper
 from ftkit.asr import params as asr_params
 from ftkit.core.config import ConfigError
 
@@ -340,7 +340,7 @@ def test_train_decoder_runs_and_returns_a_plain_model(tiny_whisper, processor, m
 
 def _loss_and_grads(model, states, labels, absorbed):
     model.zero_grad()
-    with whisper.AbsorbedCrossAttention(model, absorbed):
+    with cross_attention.AbsorbedCrossAttention(model, absorbed):
         loss = whisper.CachedEncoderWhisper(model)(states, labels).loss
     loss.backward()
     return loss.item(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
@@ -359,8 +359,8 @@ def test_absorbed_cross_attention_computes_what_whisper_computes(tiny_whisper, p
         states, whisper.label_ids(processor, ["Take warfarin.", "Hello."]))])["labels"]
     assert labels.shape[1] < 8  # shorter than the head width: the absorbed form is taken
     calls = []
-    plain = whisper.absorbed_cross_attention
-    monkeypatch.setattr(whisper, "absorbed_cross_attention",
+    plain = cross_attention.absorbed_cross_attention
+    monkeypatch.setattr(cross_attention, "absorbed_cross_attention",
                         lambda *a: calls.append(1) or plain(*a))
     loss, grads = _loss_and_grads(model, states, labels, absorbed=False)
     assert not calls
@@ -375,10 +375,10 @@ def test_absorbed_cross_attention_computes_what_whisper_computes(tiny_whisper, p
 def test_absorbed_cross_attention_leaves_long_labels_and_restores_the_model(tiny_whisper,
                                                                            monkeypatch):
     model = whisper.apply_method(tiny_whisper, "lora", lora_r=2, lora_alpha=4.0)
-    monkeypatch.setattr(whisper, "absorbed_cross_attention",
+    monkeypatch.setattr(cross_attention, "absorbed_cross_attention",
                         lambda *a: pytest.fail("labels as long as the head width"))
     labels = torch.full((1, 8), 50257)  # 8 labels = the tiny model's head width
-    with whisper.AbsorbedCrossAttention(model) as switch:
+    with cross_attention.AbsorbedCrossAttention(model) as switch:
         assert len(switch.layers) == 2
         whisper.CachedEncoderWhisper(model)(torch.randn(1, 8, 16), labels)
     assert all("forward" not in attn.__dict__ for attn in switch.layers)
