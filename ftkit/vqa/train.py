@@ -148,15 +148,7 @@ def use_packed_language_model(model) -> bool:
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     if getattr(base.config, "model_type", None) != "llava":
         return False
-    language = base.model.language_model
-    if language.config._attn_implementation == packed_attention.NAME:
-        return True
-    packed_attention._register()
-    try:
-        language.set_attn_implementation(packed_attention.NAME)
-    except (ValueError, ImportError, NotImplementedError):
-        return False
-    return language.config._attn_implementation == packed_attention.NAME
+    return packed_attention.set_packed_attention(base.model.language_model)
 
 
 def label_only_loss(model, inputs: dict, num_items_in_batch=None) -> torch.Tensor:

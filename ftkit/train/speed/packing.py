@@ -101,15 +101,26 @@ def use_packed_attention(model) -> bool:
     those train on padded batches.
     """
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    config = getattr(base, "config", None)
-    if config is None or not type(base).__name__.endswith("ForCausalLM") \
-            or not hasattr(base, "set_attn_implementation"):
+    if not type(base).__name__.endswith("ForCausalLM"):
+        return False
+    return set_packed_attention(base)
+
+
+def set_packed_attention(decoder) -> bool:
+    """Set a causal decoder to :func:`segment_attention`: a ``...ForCausalLM`` or the language
+    model inside a vision-language model. The caller vouches that it attends causally.
+
+    Returns False, changing nothing, where the module has no attention to set or refuses a
+    registered one.
+    """
+    config = getattr(decoder, "config", None)
+    if config is None or not hasattr(decoder, "set_attn_implementation"):
         return False
     if getattr(config, "_attn_implementation", None) == NAME:
         return True
     _register()
     try:
-        base.set_attn_implementation(NAME)
+        decoder.set_attn_implementation(NAME)
     except (ValueError, ImportError, NotImplementedError):
         return False
     return getattr(config, "_attn_implementation", None) == NAME
