@@ -34,7 +34,7 @@ LATE_OK = {
     "papermill", "nbformat", "playwright", "ipywidgets", "IPython", "matplotlib", "optuna",
     "torch.ao.quantization", "scipy", "datasets", "soundfile", "huggingface_hub", "platformdirs",
     "transformers", "torch", "sqlalchemy", "pandas", "numpy", "yaml", "psutil", "tqdm", "safetensors",
-    "openai", "uvicorn", "torchao", "lm_eval", "faiss",
+    "openai", "uvicorn", "torchao", "lm_eval", "faiss", "vllm",
 }
 # The ``ftkit`` command starts without torch: only the subcommands that check the model packs
 # or serve a model load them (and torch with them), when chosen.

@@ -20,6 +20,7 @@ import yaml
 from ftkit.batch.merge import merge_runs
 from ftkit.batch.report import load_run, write_report
 from ftkit.batch.runner import run_batch
+from ftkit.core.config import ConfigError
 from ftkit.core.profiles import list_profiles, load_profile, profiles_dir
 
 DEFAULT_PROFILE = "workshop"
@@ -195,21 +196,32 @@ def _add_serve_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a LoRA adapter export served on top of MODEL (the base), unmerged")
     parser.add_argument("--weights", default="auto", choices=("auto", "int8", "int4"),
                         help="int8/int4: torchao weight-only quantisation (default: as saved)")
+    parser.add_argument("--engine", default="transformers", choices=("transformers", "vllm",
+                                                                     "auto"),
+                        help="transformers serve (default), vLLM's server (a CUDA GPU with "
+                        "vllm installed), or auto")
 
 
 def _serve(args: argparse.Namespace) -> int:
     """Serve a model behind the OpenAI-compatible API until interrupted."""
-    from ftkit.deploy import server
+    from ftkit.deploy import engines, server
 
     server.check_model_dir(args.model)
     if args.adapter:
         server.check_adapter_dir(args.adapter)
+    engine = engines.resolve(args.engine)
+    if engine == "vllm" and args.weights != "auto":
+        raise ConfigError("--weights int8/int4 (torchao) are served by --engine transformers")
     key = args.key or os.environ.get(server.KEY_ENV) or f"ftkit-{secrets.token_urlsafe(24)}"
-    os.environ[server.KEY_ENV] = key
+    os.environ[server.KEY_ENV if engine == "transformers" else engines.VLLM_KEY_ENV] = key
     port = args.port or server.free_port(args.host)
-    print(f"base_url: http://{args.host}:{port}/v1")
+    named = engines.ADAPTER_NAME if engine == "vllm" and args.adapter else args.model
+    print(f"base_url: http://{args.host}:{port}/v1  ({engine})")
     print(f"API key:  {key}  (header 'Authorization: Bearer <key>'; openai.OpenAI(api_key=...))")
-    print(f"model:    {args.model}", flush=True)
+    print(f"model:    {named}", flush=True)
+    if engine == "vllm":
+        return engines.main(engines.vllm_args(args.model, args.host, port,
+                                              adapter=args.adapter or None))
     argv = [args.model, "--host", args.host, "--port", str(port), "--weights", args.weights]
     argv += ["--adapter", args.adapter] if args.adapter else []
     return server.main(argv + (["--continuous-batching"] if args.continuous_batching else []))

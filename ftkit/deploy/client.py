@@ -129,7 +129,7 @@ def answer_all(server, prompts: list[str], concurrency: int = 4, max_tokens: int
         raise ConfigError(f"answer_all: concurrency = {concurrency} must be >= 1")
     if not prompts:
         return []
-    rows = _run(_load(server, server.model, prompts, concurrency, len(prompts), max_tokens,
+    rows = _run(_load(server, server.model_name, prompts, concurrency, len(prompts), max_tokens,
                       max_seconds, timeout, system))
     by_request = {r["request"]: r for r in rows}
     missing = {"reply": "", "seconds": float("nan"), "tokens": 0, "error": "not sent: time ran out"}
@@ -169,7 +169,7 @@ def compare_latency(servers: dict[str, Any], prompts: list[str], n_requests: int
     for r, n in enumerate(share):
         for name, server in servers.items():
             if n:
-                frame = load_test(server, server.model, prompts, 1, n, max_tokens, **load)
+                frame = load_test(server, server.model_name, prompts, 1, n, max_tokens, **load)
                 frames.append(frame.assign(server=name, round=r))
     return pd.concat(frames, ignore_index=True)
 
@@ -181,10 +181,10 @@ def concurrency_sweep(server, prompts: list[str], levels: list[int],
     concurrent client), one row per level, after ``warmup`` unmeasured requests (a server's
     first requests pay for one-time set-up, e.g. continuous batching's cache)."""
     if warmup:
-        load_test(server, server.model, prompts, 1, warmup, max_tokens, **load)
+        load_test(server, server.model_name, prompts, 1, warmup, max_tokens, **load)
     rows = []
     for level in (progress or iter)(levels):
-        frame = load_test(server, server.model, prompts, level,
+        frame = load_test(server, server.model_name, prompts, level,
                           max(requests_per_level, 2 * level), max_tokens, **load)
         rows.append({"concurrency": level, **summarise(frame)})
     return pd.DataFrame(rows).set_index("concurrency")

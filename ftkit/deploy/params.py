@@ -26,6 +26,9 @@ class DeployConfig(Section):
                                           "load tests.", min=1, max=256)
     requests_per_level: int = param(16, "Requests per load test (at least two per client).",
                                     min=1, max=10_000)
+    engine: Literal["transformers", "vllm", "auto"] = param(
+        "transformers", "What serves the model: transformers serve (any machine), vLLM (a CUDA "
+        "GPU with vllm installed), or auto (vLLM where it can run).")
     served_weights: Literal["int8", "int4"] = param("int8", "Weight-only quantisation (torchao) "
                                                     "of the server compared for memory with "
                                                     "the assistant as saved.")

@@ -24,6 +24,9 @@ every step, as a server holding many adapters over one base would), and ``weight
 ``"int4"`` serves the model with torchao's weight-only quantisation
 (``ftkit.compress.quantization.quantize_weights``). :meth:`Server.rss_mb` reads the child's
 resident memory.
+
+``engine="vllm"`` (or ``"auto"`` on a GPU with vLLM installed) serves the same API from
+vLLM instead (:mod:`ftkit.deploy.engines`); the clients do not change.
 """
 from __future__ import annotations
 
@@ -32,7 +35,6 @@ import atexit
 import contextlib
 import ctypes
 import gc
-import json
 import os
 import secrets
 import signal
@@ -49,111 +51,12 @@ from pathlib import Path
 from ftkit.compress.quantization import quantize_weights
 from ftkit.core.config import ConfigError
 from ftkit.core.env import free_port
+from ftkit.deploy import engines
+from ftkit.deploy.engines import watch_parent
+from ftkit.deploy.gate import Gate
 
 KEY_ENV = "FTKIT_API_KEY"
-OPEN_PATHS = ("/health",)
 WEIGHTS = ("auto", "int8", "int4")  # as saved, or torchao weight-only quantisation
-
-
-class Gate:
-    """ASGI middleware in front of the server's app.
-
-    - HTTP requests need ``Authorization: Bearer <key>``, except the open paths: 401.
-    - A POST to the completion endpoints must be a JSON object with well-formed
-      ``messages`` (chat) or ``prompt`` (completions) and a positive ``max_tokens``: 400
-      (the app itself answers some of these with a 500).
-    - With ``count_tokens`` and ``context``: a prompt whose tokens plus ``max_tokens`` exceed
-      the model's context is refused with 400 (``context_length_exceeded``), before any
-      compute.
-    Errors have the OpenAI error body, so the ``openai`` client raises its usual exceptions.
-    """
-
-    def __init__(self, app, key: str, count_tokens=None, context: int = 0,
-                 open_paths: tuple[str, ...] = OPEN_PATHS):
-        if not key:
-            raise ConfigError("the API key is empty: give a key (or let the kit draw one)")
-        self.app, self.expected, self.open_paths = app, f"Bearer {key}".encode(), open_paths
-        self.count_tokens, self.context = count_tokens, context
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["path"] in self.open_paths:
-            return await self.app(scope, receive, send)
-        given = dict(scope.get("headers") or []).get(b"authorization", b"")
-        if not secrets.compare_digest(given, self.expected):
-            return await _error(send, 401, "missing or wrong API key", "invalid_api_key")
-        if scope["method"] != "POST" or scope["path"] not in CHECKED:
-            return await self.app(scope, receive, send)
-        body = await _read_body(receive)
-        problem = self.check(scope["path"], body)
-        if problem:
-            return await _error(send, 400, problem[1], problem[0])
-        return await self.app(scope, _replay(body, receive), send)
-
-    def check(self, path: str, body: bytes) -> tuple[str, str] | None:
-        """``(code, message)`` of what is wrong with a request body, or None."""
-        try:
-            request = json.loads(body)
-        except ValueError:
-            return "invalid_json", "the request body is not valid JSON"
-        if not isinstance(request, dict):
-            return "invalid_request", "the request body must be a JSON object"
-        field, texts = CHECKED[path], []
-        value = request.get(field)
-        if field == "messages":
-            if not isinstance(value, list) or not value or not all(
-                    isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(
-                        m.get("content"), (str, list)) for m in value):
-                return "invalid_messages", ("'messages' must be a non-empty list of "
-                                            "{'role': str, 'content': str} objects")
-            texts = [m["content"] for m in value if isinstance(m["content"], str)]
-        elif not isinstance(value, str):
-            return "invalid_prompt", "'prompt' must be a string"
-        else:
-            texts = [value]
-        limit = request.get("max_tokens", request.get("max_completion_tokens", 16))
-        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
-            return "invalid_max_tokens", "'max_tokens' must be a positive integer"
-        if self.count_tokens and self.context:
-            used = sum(self.count_tokens(t) for t in texts) + limit
-            if used > self.context:
-                return "context_length_exceeded", (
-                    f"the prompt and max_tokens need {used} tokens; the model's context is "
-                    f"{self.context}")
-        return None
-
-
-CHECKED = {"/v1/chat/completions": "messages", "/v1/completions": "prompt"}
-
-
-async def _read_body(receive) -> bytes:
-    chunks, more = [], True
-    while more:
-        message = await receive()
-        chunks.append(message.get("body", b""))
-        more = message.get("more_body", False)
-    return b"".join(chunks)
-
-
-def _replay(body: bytes, receive):
-    """A ``receive`` that hands the app the body already read, then the real channel."""
-    sent = [False]
-
-    async def replay():
-        if not sent[0]:
-            sent[0] = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-    return replay
-
-
-async def _error(send, status: int, message: str, code: str) -> None:
-    body = json.dumps({"error": {"message": message, "type": "invalid_request_error",
-                                 "code": code}}).encode()
-    headers = [(b"content-type", b"application/json")]
-    if status == 401:
-        headers.append((b"www-authenticate", b"Bearer"))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
 
 
 def check_model_dir(model: str | Path) -> Path:
@@ -227,16 +130,6 @@ def build_app(model: str | Path, key: str, continuous_batching: bool = False,
                 context), built
 
 
-def _watch_parent(parent: int) -> None:
-    """Exit when the process that started this server is gone (no orphans)."""
-    def watch():
-        while True:
-            time.sleep(1.0)
-            if os.getppid() != parent:
-                os._exit(0)
-    threading.Thread(target=watch, daemon=True, name="parent-watch").start()
-
-
 def main(argv: list[str] | None = None) -> int:
     """``python -m ftkit.deploy.server MODEL [--port P] [--host H] [--continuous-batching]``;
     the key comes from ``$FTKIT_API_KEY``. Prints ``READY <url>`` once listening."""
@@ -258,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     app, _ = build_app(args.model, key, args.continuous_batching, args.dtype, args.device,
                        args.adapter, args.weights)
     if args.parent:
-        _watch_parent(args.parent)
+        watch_parent(args.parent)
     port = args.port or free_port(args.host)
     server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=port, log_level="warning"))
     threading.Thread(target=_announce, args=(server, f"http://{args.host}:{port}"),
@@ -285,16 +178,22 @@ class Server:
         ready_timeout: seconds to wait for ``/health``.
         adapter: a LoRA adapter folder served on top of ``model`` (the base), unmerged.
         weights: ``auto`` (as saved) or ``int8``/``int4`` (torchao weight-only).
+        engine: ``transformers``, ``vllm`` (CUDA GPU) or ``auto`` (:mod:`ftkit.deploy.engines`).
+        gpu_memory: with vLLM, the share of the GPU's memory this server may take.
     """
 
     def __init__(self, model: str | Path, port: int = 0, host: str = "127.0.0.1",
                  key: str | None = None, continuous_batching: bool = False,
                  dtype: str = "auto", log: str | Path | None = None,
-                 ready_timeout: float = 180.0, adapter: str | Path | None = None,
-                 weights: str = "auto"):
+                 ready_timeout: float | None = None, adapter: str | Path | None = None,
+                 weights: str = "auto", engine: str = "transformers", gpu_memory: float = 0.2):
         self.model = str(check_model_dir(model))
         self.adapter = None if adapter is None else str(check_adapter_dir(adapter))
         self.weights = check_weights(weights)
+        self.engine, self.gpu_memory = engines.resolve(engine), gpu_memory
+        if self.engine == "vllm" and self.weights != "auto":
+            raise ConfigError(f"weights {weights!r}: torchao's weight-only formats are served "
+                              "by engine='transformers'; vLLM loads pre-quantised checkpoints")
         self.host, self.port = host, port or free_port(host)
         self.key = key or f"ftkit-{secrets.token_urlsafe(24)}"
         self.url = f"http://{host}:{self.port}"
@@ -303,7 +202,16 @@ class Server:
             handle, log = tempfile.mkstemp(prefix="ftkit-server-", suffix=".log")
             os.close(handle)
         self.log = Path(log)
+        if ready_timeout is None:  # vLLM compiles and captures CUDA graphs before it answers
+            ready_timeout = 600.0 if self.engine == "vllm" else 180.0
         self.ready_timeout, self.process = ready_timeout, None
+
+    @property
+    def model_name(self) -> str:
+        """The ``model`` that requests name: the model's folder, or vLLM's adapter name."""
+        if self.engine == "vllm" and self.adapter:
+            return engines.ADAPTER_NAME
+        return self.model
 
     @property
     def base_url(self) -> str:
@@ -314,6 +222,28 @@ class Server:
         """Start the child and wait for ``/health``; a failed start raises with the log tail."""
         if self.process is not None:
             return self
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1"}
+        if self.engine == "vllm":
+            cmd = [sys.executable, "-m", "ftkit.deploy.engines", "--parent", str(os.getpid()),
+                   *engines.vllm_args(self.model, self.host, self.port, self.dtype,
+                                      self.continuous_batching, self.adapter, self.gpu_memory)]
+            env[engines.VLLM_KEY_ENV] = self.key
+        else:
+            cmd = self._transformers_command()
+            env[KEY_ENV] = self.key
+        if "HF_HUB_CACHE" not in env:  # the server lists the hub cache; an empty one will do
+            hub = Path(tempfile.gettempdir()) / "ftkit-hf-hub"
+            hub.mkdir(exist_ok=True)
+            env["HF_HUB_CACHE"] = str(hub)
+        self._group_stopped = False
+        with open(self.log, "wb") as out:
+            self.process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                            start_new_session=True)
+        atexit.register(self.stop)
+        self._wait_ready()
+        return self
+
+    def _transformers_command(self) -> list[str]:
         cmd = [sys.executable, "-m", "ftkit.deploy.server", self.model, "--host", self.host,
                "--port", str(self.port), "--dtype", self.dtype, "--parent", str(os.getpid())]
         if self.continuous_batching:
@@ -322,18 +252,7 @@ class Server:
             cmd += ["--adapter", self.adapter]
         if self.weights != "auto":
             cmd += ["--weights", self.weights]
-        env = {**os.environ, KEY_ENV: self.key, "HF_HUB_OFFLINE": "1",
-               "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1"}
-        if "HF_HUB_CACHE" not in env:  # the server lists the hub cache; an empty one will do
-            hub = Path(tempfile.gettempdir()) / "ftkit-hf-hub"
-            hub.mkdir(exist_ok=True)
-            env["HF_HUB_CACHE"] = str(hub)
-        with open(self.log, "wb") as out:
-            self.process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                            start_new_session=True)
-        atexit.register(self.stop)
-        self._wait_ready()
-        return self
+        return cmd
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.ready_timeout
@@ -370,18 +289,26 @@ class Server:
         return self.process is not None and self.process.poll() is None
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop the child (SIGTERM, then SIGKILL after ``timeout``); safe to call twice."""
+        """Stop the child and the processes it started (its own process group: SIGTERM, then
+        SIGKILL after ``timeout``); safe to call twice."""
         if self.process is None:
             return
         if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.process.send_signal(signal.SIGTERM)
+            self._signal_group(signal.SIGTERM)
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
-                self.process.kill()
+                self._signal_group(signal.SIGKILL)
                 self.process.wait(timeout)
+        if not self._group_stopped:  # anything the child left behind in its group, once
+            self._group_stopped = True
+            self._signal_group(signal.SIGKILL)
         atexit.unregister(self.stop)
+
+    def _signal_group(self, sig: int) -> None:
+        """``sig`` to the child's process group (the child leads it: ``start_new_session``)."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, sig)
 
     def __enter__(self) -> "Server":
         return self.start()

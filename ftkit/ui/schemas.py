@@ -219,7 +219,8 @@ SCHEMAS: dict[str, type] = {s.NOTEBOOK: s for s in [
         deploy=(DeployConfig, {
             "n_questions": 4, "system_prompt": DeployConfig().system_prompt, "max_tokens": 48,
             "load_tokens": 16, "latency_requests": 50, "concurrency_levels": [1, 2, 4, 8],
-            "requests_per_level": 16, "served_weights": "int8", "continuous_batching": True,
+            "requests_per_level": 16, "engine": "transformers", "served_weights": "int8",
+            "continuous_batching": True,
             "request_timeout": 120.0, "max_seconds": 240.0})),
     _schema(
         "15_monitoring", "MonitoringParams",
