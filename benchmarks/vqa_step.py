@@ -26,8 +26,10 @@ scenes, one pass, drawn in the same order: checked), with the same batch, steps 
   share a step. The tuned anchor, whose held-out loss compares with ftkit's;
 - ``ftkit``: ``ftkit.vqa.train.train_stage`` with notebook 17's TrainConfig, as the notebook
   calls it: the same settings through the trainer factory's speed layer (fused LoRA updates,
-  frozen weights held in bf16 under autocast), vocabulary logits only at answer positions
-  (``label_only_loss``) and padding-free batches (``flatten``).
+  one bf16 copy of each frozen weight held while training, the fp32 weights kept), vocabulary
+  logits only at answer positions (``label_only_loss``) and padding-free batches (``flatten``).
+  ``--ftkit-frozen-bf16`` stores the frozen weights in bf16 instead (``frozen_bf16=True``),
+  which leaves them bf16-rounded for the held-out evaluation.
 
 Each variant runs in its own process (its own peak resident memory), the variants taking turns
 over ``--repeats`` rounds. The clock runs from building the trainer to the end of training.
@@ -46,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -220,13 +223,16 @@ def run_tuned(model, processor, examples, steps: int, batch: int, folder: str):
     return unwrap(trainer), args.bf16
 
 
-def run_ftkit(model, processor, examples, steps: int, batch: int, folder: str):
+def run_ftkit(model, processor, examples, steps: int, batch: int, folder: str,
+              frozen_bf16: bool = False):
     train = train_config(batch)
-    model, _ = vt.train_stage(model, processor, examples, train, steps, folder, seed=0)
+    model, _ = vt.train_stage(model, processor, examples, train, steps, folder, seed=0,
+                              frozen_bf16=frozen_bf16)
     return model, env.use_bf16(train.bf16)
 
 
-RUNS = {"defaults": run_defaults, "tuned": run_tuned, "ftkit": run_ftkit}
+RUNS = {"defaults": run_defaults, "tuned": run_tuned, "ftkit": run_ftkit,
+        "ftkit-bf16-weights": functools.partial(run_ftkit, frozen_bf16=True)}
 
 
 def one_variant(name: str, batch: int, steps: int, model_name: str, start: Path,
@@ -270,11 +276,11 @@ def report(runs: dict[str, list[dict]]) -> dict:
     """The table and the goals; returns the summary that ``--json`` writes."""
     result = anchors.summarise(runs, medians=("examples_per_s",),
                                means=("heldout_loss", "accuracy"))
-    print(f"\n{'variant':<10}{'precision':>10}{'examples/s':>12}{'tokens/s':>10}{'ftkit vs':>10}"
+    print(f"\n{'variant':<20}{'precision':>10}{'examples/s':>12}{'tokens/s':>10}{'ftkit vs':>10}"
           f"{'held-out loss':>15}{'accuracy':>10}{'peak RSS MB':>13}")
     for v, r in result.items():
         precision = "bf16" if r["runs"][0]["bf16"] else "fp32"
-        print(f"{v:<10}{precision:>10}{r['examples_per_s']:>12.2f}{r['tokens_per_s']:>10.1f}"
+        print(f"{v:<20}{precision:>10}{r['examples_per_s']:>12.2f}{r['tokens_per_s']:>10.1f}"
               f"{r['ftkit_vs']:>9.2f}x{r['heldout_loss']:>15.4f}{r['accuracy']:>10.3f}"
               f"{r['peak_rss_mb']:>13.0f}")
     first = runs["ftkit"][0]
@@ -286,7 +292,8 @@ def report(runs: dict[str, list[dict]]) -> dict:
     trained = {r["trainable_params"] for rs in runs.values() for r in rs}
     print(f"trainable parameters (projector + LoRA): {', '.join(f'{n:,}' for n in trained)}"
           f"{'' if len(trained) == 1 else ' — NOT the same in every run'}")
-    print(anchors.goal_lines(result, "tuned", "defaults", 2.0, "Trainer"))
+    if {"tuned", "defaults"} <= set(result):
+        print(anchors.goal_lines(result, "tuned", "defaults", 2.0, "Trainer"))
     return result
 
 
@@ -304,6 +311,8 @@ def main() -> None:
     parser.add_argument("--caption-steps", type=int, default=10)
     parser.add_argument("--start", type=Path, help="start weights: reused if the file exists, "
                         "else made and kept there")
+    parser.add_argument("--variants", default=",".join(VARIANTS),
+                        help="comma-separated, ftkit among them (also: ftkit-bf16-weights)")
     parser.add_argument("--variant", help=argparse.SUPPRESS)  # one variant, in a child process
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
@@ -322,9 +331,12 @@ def main() -> None:
             child(args, "--variant", "prepare", "--start", str(start))
             print(f"start weights (notebook 17 before its VQA stage): "
                   f"{time.perf_counter() - started:.0f} s", flush=True)
-        runs: dict[str, list[dict]] = {v: [] for v in VARIANTS}
+        chosen = args.variants.split(",")
+        if "ftkit" not in chosen or not set(chosen) <= set(RUNS):
+            parser.error(f"--variants: ftkit and any of {', '.join(RUNS)}")
+        runs: dict[str, list[dict]] = {v: [] for v in chosen}
         for round_ in range(args.repeats):
-            for v in VARIANTS:
+            for v in chosen:
                 runs[v].append(child(args, "--variant", v, "--start", str(start)))
                 print(f"round {round_ + 1} {v}: {runs[v][-1]['seconds']:.1f} s", flush=True)
     result = report(runs)

@@ -215,18 +215,21 @@ def trainer(model, processor, examples: list[dict], train: TrainConfig, output_d
 
 def train_stage(model, processor, examples: list[dict], train: TrainConfig, steps: int,
                 output_dir: str, seed: int = 42, title: str = "training",
-                packing: bool = True) -> tuple[Any, dict]:
+                packing: bool = True, frozen_bf16: bool = False) -> tuple[Any, dict]:
     """Train ``steps`` optimiser steps on ``examples``; returns ``(model, cost row)``.
 
     The row holds the trainable parameters and share, the median step time, the wall time and
-    the mean training loss. With ``train.bf16`` the frozen Linear weights are kept in bf16 while
-    training (:func:`ftkit.train.speed.layer.frozen_weights_to_bf16`), where bf16 runs. The model
-    comes back unwrapped (no autocast wrapper, fp32 again), in eval mode. ``packing``: see
-    :func:`trainer`.
+    the mean training loss. Frozen Linear weights keep their fp32 values: under bf16 autocast
+    the speed layer computes with a bf16 copy of each while training and drops the copies at
+    the end (:mod:`ftkit.train.speed.frozen_linear`). ``frozen_bf16``: store them in bf16
+    instead (:func:`ftkit.train.speed.layer.frozen_weights_to_bf16`; less memory, the same
+    training steps), which leaves them bf16-rounded afterwards, so the model evaluated in fp32
+    is no longer the one that was loaded. The model comes back unwrapped (no autocast wrapper,
+    fp32 again), in eval mode. ``packing``: see :func:`trainer`.
     """
 
     counts = trainable_summary(model)
-    if use_bf16(train.bf16):  # the condition under which the Trainer autocasts to bf16
+    if frozen_bf16 and use_bf16(train.bf16):  # the condition under which the Trainer autocasts
         frozen_weights_to_bf16(model, peft_only=False)
     timer = StepTimer()
     stage_cfg = dataclasses.replace(train, max_steps=steps)
