@@ -26,10 +26,11 @@ scenes, one pass, drawn in the same order: checked), with the same batch, steps 
   share a step. The tuned anchor, whose held-out loss compares with ftkit's;
 - ``ftkit``: ``ftkit.vqa.train.train_stage`` with notebook 17's TrainConfig, as the notebook
   calls it: the same settings through the trainer factory's speed layer (fused LoRA updates,
-  one bf16 copy of each frozen weight held while training, the fp32 weights kept), vocabulary
-  logits only at answer positions (``label_only_loss``) and padding-free batches (``flatten``).
-  ``--ftkit-frozen-bf16`` stores the frozen weights in bf16 instead (``frozen_bf16=True``),
-  which leaves them bf16-rounded for the held-out evaluation.
+  frozen weights stored in bf16 under autocast), vocabulary logits only at answer positions
+  (``label_only_loss``) and padding-free batches (``flatten``). ``--variants`` may add
+  ``ftkit-fp32-weights``: the frozen weights keep their fp32 values (``frozen_bf16=False``;
+  the speed layer computes with held bf16 copies), so the held-out evaluation sees them as
+  loaded.
 
 Each variant runs in its own process (its own peak resident memory), the variants taking turns
 over ``--repeats`` rounds. The clock runs from building the trainer to the end of training.
@@ -224,7 +225,7 @@ def run_tuned(model, processor, examples, steps: int, batch: int, folder: str):
 
 
 def run_ftkit(model, processor, examples, steps: int, batch: int, folder: str,
-              frozen_bf16: bool = False):
+              frozen_bf16: bool = True):
     train = train_config(batch)
     model, _ = vt.train_stage(model, processor, examples, train, steps, folder, seed=0,
                               frozen_bf16=frozen_bf16)
@@ -232,7 +233,7 @@ def run_ftkit(model, processor, examples, steps: int, batch: int, folder: str,
 
 
 RUNS = {"defaults": run_defaults, "tuned": run_tuned, "ftkit": run_ftkit,
-        "ftkit-bf16-weights": functools.partial(run_ftkit, frozen_bf16=True)}
+        "ftkit-fp32-weights": functools.partial(run_ftkit, frozen_bf16=False)}
 
 
 def one_variant(name: str, batch: int, steps: int, model_name: str, start: Path,
@@ -312,7 +313,7 @@ def main() -> None:
     parser.add_argument("--start", type=Path, help="start weights: reused if the file exists, "
                         "else made and kept there")
     parser.add_argument("--variants", default=",".join(VARIANTS),
-                        help="comma-separated, ftkit among them (also: ftkit-bf16-weights)")
+                        help="comma-separated, ftkit among them (also: ftkit-fp32-weights)")
     parser.add_argument("--variant", help=argparse.SUPPRESS)  # one variant, in a child process
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
