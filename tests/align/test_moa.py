@@ -32,7 +32,9 @@ def test_mixture_builds_every_design_and_adds_up_their_costs():
     assert list(designs) == ["greedy", "hot", "majority vote", "MoA, 1 layer", "MoA, 2 layers"]
     assert all(len(d.texts) == len(ROWS) for d in designs.values())
     one, two = designs["MoA, 1 layer"], designs["MoA, 2 layers"]
-    assert one.seconds > designs["majority vote"].seconds and two.seconds > one.seconds
+    vote = designs["majority vote"]  # the proposers' first round, which both MoA designs add to
+    assert one.seconds > vote.seconds and two.seconds > vote.seconds
+    assert len(one.parts) == len(props) + 1
     assert designs["majority vote"].tokens == designs["greedy"].tokens + designs["hot"].tokens
     assert len(two.parts) == 2 * len(props) + 1
     with pytest.raises(ConfigError, match="at least one proposer"):
