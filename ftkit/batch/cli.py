@@ -20,7 +20,6 @@ import yaml
 from ftkit.batch.merge import merge_runs
 from ftkit.batch.report import load_run, write_report
 from ftkit.batch.runner import run_batch
-from ftkit.core.config import ConfigError
 from ftkit.core.profiles import list_profiles, load_profile, profiles_dir
 
 DEFAULT_PROFILE = "workshop"
@@ -210,8 +209,7 @@ def _serve(args: argparse.Namespace) -> int:
     if args.adapter:
         server.check_adapter_dir(args.adapter)
     engine = engines.resolve(args.engine)
-    if engine == "vllm" and args.weights != "auto":
-        raise ConfigError("--weights int8/int4 (torchao) are served by --engine transformers")
+    engines.check_weights(engine, args.weights)
     key = args.key or os.environ.get(server.KEY_ENV) or f"ftkit-{secrets.token_urlsafe(24)}"
     os.environ[server.KEY_ENV if engine == "transformers" else engines.VLLM_KEY_ENV] = key
     port = args.port or server.free_port(args.host)

@@ -58,6 +58,13 @@ def resolve(engine: str) -> str:
     return engine
 
 
+def check_weights(engine: str, weights: str) -> None:
+    """Refuse torchao's weight-only formats where the engine cannot load them (vLLM)."""
+    if engine == "vllm" and weights != "auto":
+        raise ConfigError(f"weights {weights!r}: torchao's weight-only formats are served by "
+                          "engine 'transformers'; vLLM loads pre-quantised checkpoints")
+
+
 def lora_rank(adapter: str | Path) -> int:
     """The smallest maximum LoRA rank vLLM accepts that holds ``adapter``'s rank."""
     config = json.loads((Path(adapter) / "adapter_config.json").read_text())
@@ -116,8 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     return vllm_main() or 0
 
 
-__all__ = ["ADAPTER_NAME", "ENGINES", "VLLM_KEY_ENV", "lora_rank", "main", "resolve",
-           "vllm_args", "vllm_available", "watch_parent"]
+__all__ = ["ADAPTER_NAME", "ENGINES", "VLLM_KEY_ENV", "check_weights", "lora_rank", "main",
+           "resolve", "vllm_args", "vllm_available", "watch_parent"]
 
 if __name__ == "__main__":
     sys.exit(main())

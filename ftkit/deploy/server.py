@@ -191,9 +191,7 @@ class Server:
         self.adapter = None if adapter is None else str(check_adapter_dir(adapter))
         self.weights = check_weights(weights)
         self.engine, self.gpu_memory = engines.resolve(engine), gpu_memory
-        if self.engine == "vllm" and self.weights != "auto":
-            raise ConfigError(f"weights {weights!r}: torchao's weight-only formats are served "
-                              "by engine='transformers'; vLLM loads pre-quantised checkpoints")
+        engines.check_weights(self.engine, self.weights)
         self.host, self.port = host, port or free_port(host)
         self.key = key or f"ftkit-{secrets.token_urlsafe(24)}"
         self.url = f"http://{host}:{self.port}"

@@ -105,7 +105,7 @@ def test_server_refuses_what_vllm_cannot_serve(model_dir, tmp_path, monkeypatch)
     with pytest.raises(ConfigError, match="needs the vllm package"):
         sv.Server(model_dir, engine="vllm")
     monkeypatch.setattr(engines, "vllm_available", lambda: True)
-    with pytest.raises(ConfigError, match="served by engine='transformers'"):
+    with pytest.raises(ConfigError, match="served by engine 'transformers'"):
         sv.Server(model_dir, engine="vllm", weights="int8")
     plain = sv.Server(model_dir, engine="vllm")
     assert plain.model_name == str(model_dir) and plain.ready_timeout == 600.0
