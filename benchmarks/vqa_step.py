@@ -30,7 +30,9 @@ scenes, one pass, drawn in the same order: checked), with the same batch, steps 
   (``label_only_loss``) and padding-free batches (``flatten``). ``--variants`` may add
   ``ftkit-fp32-weights``: the frozen weights keep their fp32 values (``frozen_bf16=False``;
   the speed layer computes with held bf16 copies), so the held-out evaluation sees them as
-  loaded.
+  loaded; and ``ftkit-padded``: padded batches instead of padding-free ones (``packing=False``).
+  ``--seed`` changes every variant's training seed alike (data order, dropout masks), so the
+  spread between seeds says how large a difference between variants must be to mean anything.
 
 Each variant runs in its own process (its own peak resident memory), the variants taking turns
 over ``--repeats`` rounds. The clock runs from building the trainer to the end of training.
@@ -195,10 +197,11 @@ def hf_trainer(model, processor, examples, args):
                    data_collator=vt.VLMCollator(processor, IMAGE_SIZE))
 
 
-def run_defaults(model, processor, examples, steps: int, batch: int, folder: str):
+def run_defaults(model, processor, examples, steps: int, batch: int, folder: str,
+                 seed: int = 0):
     from transformers import TrainingArguments
 
-    args = TrainingArguments(output_dir=folder, seed=0, max_steps=steps,
+    args = TrainingArguments(output_dir=folder, seed=seed, max_steps=steps,
                              per_device_train_batch_size=batch,
                              use_cpu=not torch.cuda.is_available(), save_strategy="no",
                              report_to=[], disable_tqdm=True, remove_unused_columns=False)
@@ -207,11 +210,12 @@ def run_defaults(model, processor, examples, steps: int, batch: int, folder: str
     return unwrap(trainer), args.bf16
 
 
-def run_tuned(model, processor, examples, steps: int, batch: int, folder: str):
+def run_tuned(model, processor, examples, steps: int, batch: int, folder: str,
+              seed: int = 0):
     from transformers import TrainingArguments
 
     train = train_config(batch)
-    args = TrainingArguments(output_dir=folder, seed=0, max_steps=steps,
+    args = TrainingArguments(output_dir=folder, seed=seed, max_steps=steps,
                              per_device_train_batch_size=batch,
                              use_cpu=not torch.cuda.is_available(), save_strategy="no",
                              report_to=[], disable_tqdm=True, remove_unused_columns=False,
@@ -225,28 +229,29 @@ def run_tuned(model, processor, examples, steps: int, batch: int, folder: str):
 
 
 def run_ftkit(model, processor, examples, steps: int, batch: int, folder: str,
-              frozen_bf16: bool = True):
+              seed: int = 0, frozen_bf16: bool = True, packing: bool = True):
     train = train_config(batch)
-    model, _ = vt.train_stage(model, processor, examples, train, steps, folder, seed=0,
-                              frozen_bf16=frozen_bf16)
+    model, _ = vt.train_stage(model, processor, examples, train, steps, folder, seed=seed,
+                              frozen_bf16=frozen_bf16, packing=packing)
     return model, env.use_bf16(train.bf16)
 
 
 RUNS = {"defaults": run_defaults, "tuned": run_tuned, "ftkit": run_ftkit,
-        "ftkit-fp32-weights": functools.partial(run_ftkit, frozen_bf16=False)}
+        "ftkit-fp32-weights": functools.partial(run_ftkit, frozen_bf16=False),
+        "ftkit-padded": functools.partial(run_ftkit, packing=False)}
 
 
 def one_variant(name: str, batch: int, steps: int, model_name: str, start: Path,
-                eval_scenes: int) -> dict:
+                eval_scenes: int, seed: int = 0) -> dict:
     import resource
 
-    env.seed_everything(0)
+    env.seed_everything(seed)
     model, processor = load_start(start, model_name)
     examples = Recorded(qa_subset(steps * batch))
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
-        model, bf16 = RUNS[name](model, processor, examples, steps, batch, tmp)
+        model, bf16 = RUNS[name](model, processor, examples, steps, batch, tmp, seed)
         seconds = time.perf_counter() - started
     order = examples.seen[-steps * batch:]
     counts = token_counts(processor, examples, order, batch)
@@ -269,7 +274,8 @@ def child(args, *extra: str) -> dict:
     """Run this script with ``extra`` in a process of its own; its last stdout line, parsed."""
     common = ["--batch", str(args.batch), "--steps", str(args.steps), "--model", args.model,
               "--scenes", str(args.scenes), "--eval-scenes", str(args.eval_scenes),
-              "--clip-steps", str(args.clip_steps), "--caption-steps", str(args.caption_steps)]
+              "--clip-steps", str(args.clip_steps), "--caption-steps", str(args.caption_steps),
+              "--seed", str(args.seed)]
     return anchors.child(__file__, [*common, *extra])
 
 
@@ -315,6 +321,8 @@ def main() -> None:
     parser.add_argument("--variants", default=",".join(VARIANTS),
                         help="comma-separated, ftkit among them (also: ftkit-fp32-weights)")
     parser.add_argument("--variant", help=argparse.SUPPRESS)  # one variant, in a child process
+    parser.add_argument("--seed", type=int, default=0, help="training seed of every variant "
+                        "(data order, dropout); the start weights are built with seed 0")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     if args.variant == "prepare":
@@ -323,7 +331,7 @@ def main() -> None:
         return
     if args.variant:
         print(json.dumps(one_variant(args.variant, args.batch, args.steps, args.model,
-                                     args.start, args.eval_scenes)))
+                                     args.start, args.eval_scenes, args.seed)))
         return
     with tempfile.TemporaryDirectory() as tmp:
         start = args.start or Path(tmp) / "start.pt"

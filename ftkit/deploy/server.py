@@ -48,7 +48,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from ftkit.compress.quantization import quantize_weights
+from ftkit.compress.quantization import quantize_weights, weight_storage_mb
 from ftkit.core.config import ConfigError
 from ftkit.core.env import free_port
 from ftkit.deploy import engines
@@ -57,6 +57,7 @@ from ftkit.deploy.gate import Gate
 
 KEY_ENV = "FTKIT_API_KEY"
 WEIGHTS = ("auto", "int8", "int4")  # as saved, or torchao weight-only quantisation
+WEIGHTS_LINE = "WEIGHTS_MB"  # the server's log line with its weights' bytes (MB)
 
 
 def check_model_dir(model: str | Path) -> Path:
@@ -132,7 +133,8 @@ def build_app(model: str | Path, key: str, continuous_batching: bool = False,
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m ftkit.deploy.server MODEL [--port P] [--host H] [--continuous-batching]``;
-    the key comes from ``$FTKIT_API_KEY``. Prints ``READY <url>`` once listening."""
+    the key comes from ``$FTKIT_API_KEY``. Prints ``WEIGHTS_MB <MB>`` once the model is loaded
+    and ``READY <url>`` once listening."""
     import uvicorn
 
     parser = argparse.ArgumentParser(prog="ftkit-server", description=__doc__.split("\n")[0])
@@ -148,8 +150,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parent", type=int, default=0, help="exit when this pid is gone")
     args = parser.parse_args(argv)
     key = os.environ.get(KEY_ENV, "")
-    app, _ = build_app(args.model, key, args.continuous_batching, args.dtype, args.device,
-                       args.adapter, args.weights)
+    app, built = build_app(args.model, key, args.continuous_batching, args.dtype, args.device,
+                           args.adapter, args.weights)
+    (entry,) = built._model_manager.loaded_models.values()
+    print(f"{WEIGHTS_LINE} {weight_storage_mb(entry.model):.1f}", flush=True)
     if args.parent:
         watch_parent(args.parent)
     port = args.port or free_port(args.host)
@@ -281,6 +285,17 @@ class Server:
                 if line.startswith("VmRSS:"):
                     return int(line.split()[1]) / 1e3
         raise RuntimeError(f"/proc/{self.process.pid}/status has no VmRSS")
+
+    def weights_mb(self) -> float:
+        """What the served model's weights take (MB, the tensors' own bytes, as the server
+        logged them after loading); the rest of :meth:`rss_mb` is the runtime. NaN for an
+        engine that does not log it (vLLM)."""
+        if self.log.is_file():
+            with open(self.log, errors="replace") as f:  # an early line: read until it
+                for line in f:
+                    if line.startswith(WEIGHTS_LINE + " "):
+                        return float(line.split()[1])
+        return float("nan")
 
     @property
     def running(self) -> bool:

@@ -9,6 +9,9 @@ import urllib.request
 import openai
 import pytest
 
+from transformers import AutoModelForCausalLM
+
+from ftkit.compress.quantization import weight_storage_mb
 from ftkit.core.config import ConfigError
 from ftkit.deploy import client as cl
 from ftkit.deploy import server as sv
@@ -169,9 +172,13 @@ def test_an_unmerged_adapter_answers_as_its_merged_export(model_dir, adapter_dir
     assert answers["adapter"]["answer"] != answers["base"]["answer"], "the adapter is applied"
 
 
-def test_weight_quantised_serving_answers_and_reports_its_memory(model_dir):
+def test_weight_quantised_serving_answers_and_reports_its_memory(model_dir, served):
+    as_saved = weight_storage_mb(AutoModelForCausalLM.from_pretrained(model_dir))
+    assert served.weights_mb() == pytest.approx(as_saved, abs=0.1)
     with sv.Server(model_dir, weights="int8") as server:
         assert server.rss_mb() > 50
+        # int8 values (a quarter of fp32's bytes) and one scale per row
+        assert 0.2 * as_saved < server.weights_mb() < 0.4 * as_saved
         reply = cl.ask(cl.client(server), server.model, "Where is my parcel?", max_tokens=4)
         assert reply["tokens"] == 4
     with pytest.raises(RuntimeError, match="not running"):
