@@ -135,7 +135,7 @@ SCHEMAS: dict[str, type] = {s.NOTEBOOK: s for s in [
             "n_train": 40, "n_test": 24,
             "method_lrs": {"full": 2e-4, "lora": 1e-3, "dora": 1e-3}, "eval_batch_size": 16}),
         sweep=(SweepConfig, {"ranks": [2, 8], "analysis_rank": 8, "seeds": 3,
-                             "latency_rounds": 20}),
+                             "latency_rounds": 50}),
         train=(TrainConfig, {"max_steps": 10, "batch_size": 8, "eval_steps": 10,
                              "warmup_ratio": 0.1}),
         adapter=(AdapterConfig, {"lora_alpha": 16.0})),
