@@ -184,7 +184,9 @@ def quantisation_table(model, tokenizer, folder: str, methods: list[str], texts:
                        timing_ids: torch.Tensor, rounds: int = 5, progress=None) -> tuple:
     """Each ``method`` applied to ``model`` (saved as a plain checkpoint in ``folder``),
     measured: size on disk (``torch.save`` of the state dict, MB), RSS in a fresh process
-    (:func:`resident_memory`), median forward time side by side, perplexity on ``texts``.
+    (:func:`resident_memory`; ``weights_mb``: the weights' own bytes in that process, the rest
+    of the resident figure is what loading and a forward pass left allocated), median forward
+    time side by side, perplexity on ``texts``.
     Returns ``(table, variants)``."""
     for m in methods:
         check_method(m)
@@ -195,7 +197,8 @@ def quantisation_table(model, tokenizer, folder: str, methods: list[str], texts:
     for m in (progress(methods, desc="measure") if progress else methods):
         memory = resident_memory(folder, m)
         rows[m] = {"disk_mb": serialized_mb(variants[m]), "resident_mb": memory["resident_mb"],
-                   "peak_rss_mb": memory["peak_mb"], "forward_ms": ms[m],
+                   "weights_mb": memory["weights_mb"], "peak_rss_mb": memory["peak_mb"],
+                   "forward_ms": ms[m],
                    "perplexity": perplexity(variants[m], tokenizer, texts)}
     return pd.DataFrame(rows).T, variants
 
