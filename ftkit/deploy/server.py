@@ -88,10 +88,16 @@ def check_weights(weights: str) -> str:
     return weights
 
 
+def _loaded(built):
+    """The one preloaded model entry of a built transformers server (``.model`` is the model)."""
+    (entry,) = built._model_manager.loaded_models.values()
+    return entry
+
+
 def _replace_model(built, adapter: Path | None, weights: str) -> None:
     """Swap the server's preloaded model for the base with ``adapter`` on top (unmerged) and/or
     its weight-quantised form; the model it held is released."""
-    (entry,) = built._model_manager.loaded_models.values()
+    entry = _loaded(built)
     model = entry.model
     if adapter is not None:
         from peft import PeftModel
@@ -152,8 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     key = os.environ.get(KEY_ENV, "")
     app, built = build_app(args.model, key, args.continuous_batching, args.dtype, args.device,
                            args.adapter, args.weights)
-    (entry,) = built._model_manager.loaded_models.values()
-    print(f"{WEIGHTS_LINE} {weight_storage_mb(entry.model):.1f}", flush=True)
+    print(f"{WEIGHTS_LINE} {weight_storage_mb(_loaded(built).model):.1f}", flush=True)
     if args.parent:
         watch_parent(args.parent)
     port = args.port or free_port(args.host)
