@@ -319,7 +319,8 @@ def main() -> None:
     parser.add_argument("--start", type=Path, help="start weights: reused if the file exists, "
                         "else made and kept there")
     parser.add_argument("--variants", default=",".join(VARIANTS),
-                        help="comma-separated, ftkit among them (also: ftkit-fp32-weights)")
+                        help="comma-separated, ftkit among them (also: ftkit-fp32-weights, "
+                        "ftkit-padded)")
     parser.add_argument("--variant", help=argparse.SUPPRESS)  # one variant, in a child process
     parser.add_argument("--seed", type=int, default=0, help="training seed of every variant "
                         "(data order, dropout); the start weights are built with seed 0")
