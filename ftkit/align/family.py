@@ -3,7 +3,9 @@
 DPO (paper §6.9) holds the policy to a frozen reference. The methods people use since differ
 in the loss, in whether a reference is needed and in what data they take:
 
-- ``dpo``: TRL ``DPOTrainer``, sigmoid loss on reference-relative log-probability margins;
+- ``dpo``: TRL ``DPOTrainer``, sigmoid loss on reference-relative log-probability margins,
+  optionally with an NLL term on the chosen reply (``nll_weight``; TRL's ``"sft"`` loss beside
+  ``"sigmoid"``), which keeps the chosen reply likely while the margin grows;
 - ``ipo``: the same trainer with ``loss_type="ipo"``: a squared loss that pulls the margin to
   ``1/(2β)`` instead of pushing it ever higher (Azar et al.), so it cannot over-fit a pair;
 - ``simpo``: TRL's CPO trainer with ``loss_type="simpo"`` and no SFT term: the margin of
@@ -94,9 +96,14 @@ def _train(method: str, trainer_cls, config_cls, data, model_name: str, adapter:
     with env.MemoryTracker() as mem:
         result = trainer.train()
     logs = [h for h in trainer.state.log_history if "loss" in h]
+    tail = [h["rewards/chosen"] for h in logs[-4:] if "rewards/chosen" in h]
     cost = {"seconds_per_step": timer.median,
             "train_seconds": result.metrics["train_runtime"], "peak_memory_mb": mem.delta_mb,
             "final_loss": logs[-1]["loss"] if logs else float("nan"),
+            # DPO, IPO, KTO: β·log(π/π_ref) of the chosen replies over the last logged steps,
+            # < 0 when training made them less likely than the reference does (SimPO and ORPO
+            # log a reward of their own, without a reference)
+            "chosen_reward": sum(tail) / len(tail) if tail else float("nan"),
             "needs_reference": NEEDS_REFERENCE[method]}
     model = unwrap(trainer).eval()
     model.config.use_cache = True
@@ -105,12 +112,15 @@ def _train(method: str, trainer_cls, config_cls, data, model_name: str, adapter:
 
 def train_dpo(rows, model_name: str, adapter: AdapterConfig, train: TrainConfig,
               output_dir: str, beta: float = 0.1, settings: FamilySettings = DEFAULTS,
-              seed: int = 42, max_length: int = 256) -> PreferenceRun:
-    """DPO (sigmoid loss) with ``beta``; the reference is the adapter switched off."""
+              seed: int = 42, max_length: int = 256, nll_weight: float = 0.0) -> PreferenceRun:
+    """DPO (sigmoid loss) with ``beta``; the reference is the adapter switched off.
+    ``nll_weight`` > 0 adds that times the chosen replies' mean token NLL to the loss."""
     from trl import DPOConfig, DPOTrainer
 
+    loss = (dict(loss_type=["sigmoid", "sft"], loss_weights=[1.0, nll_weight])
+            if nll_weight > 0 else {})
     return _train("dpo", DPOTrainer, DPOConfig, dpo_dataset(require_rows(rows, train)),
-                  model_name, adapter, train, output_dir, seed, max_length, beta=beta)
+                  model_name, adapter, train, output_dir, seed, max_length, beta=beta, **loss)
 
 
 def train_ipo(rows, model_name: str, adapter: AdapterConfig, train: TrainConfig,
@@ -210,14 +220,15 @@ def compare(methods: list[str], rows, model_name: str, adapter: AdapterConfig,
 def beta_sweep(rows, model_name: str, adapter: AdapterConfig, train: TrainConfig,
                betas: list[float], tokenizer, test_rows: list[dict], ref_judged: list[dict],
                max_new_tokens: int, gen_batch_size: int, output_dir: str, seed: int = 42,
-               max_length: int = 256, progress=None
+               max_length: int = 256, progress=None, nll_weight: float = 0.0
                ) -> tuple[list[dict], dict[float, list[str]]]:
-    """DPO at each β on the same pairs; each policy judged on the held-out prompts with its
-    KL to the reference (paper §6.9.2). Returns ``(rows, replies by β)``."""
+    """DPO at each β on the same pairs (with ``nll_weight``, :func:`train_dpo`); each policy
+    judged on the held-out prompts with its KL to the reference (paper §6.9.2). Returns
+    ``(rows, replies by β)``."""
     out, replies = [], {}
     for b in sorted(betas):
         run = train_dpo(rows, model_name, adapter, train, f"{output_dir}/beta_{b:g}", b,
-                        seed=seed, max_length=max_length)
+                        seed=seed, max_length=max_length, nll_weight=nll_weight)
         row, replies[b] = measure(run, tokenizer, test_rows, ref_judged, max_new_tokens,
                                   gen_batch_size, progress)
         out.append({"beta": b, **row})

@@ -17,6 +17,11 @@ class DPOSettings(Section):
                         min=0.0, min_exclusive=True, max=10.0, log=True)
     betas: list[float] = param([0.05, 0.5], "β values to sweep.", min=0.0, min_exclusive=True,
                                max=10.0)
+    nll_weight: float = param(0.0, "Weight of an NLL (SFT) term on the chosen reply added to the "
+                              "DPO loss (0 = plain DPO, as §6.9 writes it). Plain DPO can make "
+                              "the chosen reply less likely too, as long as the rejected one "
+                              "falls faster; the term holds the chosen reply up.",
+                              min=0.0, max=100.0, step=0.1)
     cpu_threads: int = param(0, "torch CPU threads; 0 = one when other processes already "
                              "keep every core busy, else torch's default.", min=0, max=512)
 

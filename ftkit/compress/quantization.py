@@ -86,12 +86,15 @@ def _torchao():
 def quantize_weights(model, method: str, group_size: int = 32):
     """A copy of ``model`` with its weights in ``method``'s format.
 
-    ``fp32``/``bf16``: a cast. ``int8``: torchao weight-only int8, one scale per output row;
-    ``int4``: torchao weight-only int4, one scale per ``group_size`` weights. Both quantise every
-    Linear layer and the token embedding; a head tied to the embedding stays tied to the
-    quantised embedding. Activations stay in float (the compute dequantises the weights).
-    ``nf4``/``bnb-8bit`` (bitsandbytes) need a GPU: loading with ``models.load_model(...,
-    quantization="4bit")`` is that path.
+    ``fp32``/``bf16``: a cast. ``int8``: one scale per output row; the Linear layers become
+    torchao's int8 weight-only tensors, whose CPU matmul reads the int8 weights directly
+    (``_weight_int8pack_mm``), and the token embedding an int8 table read a row at a time
+    (:class:`Int8RowEmbedding`); a head tied to the embedding stays tied and multiplies by the
+    int8 table directly too (:class:`Int8TiedHead`). ``int4``: torchao weight-only int4, one
+    scale per ``group_size`` weights, on every Linear layer and the embedding; each matmul
+    dequantises its weight. Activations stay in float in both. ``nf4``/``bnb-8bit``
+    (bitsandbytes) need a GPU: loading with ``models.load_model(..., quantization="4bit")`` is
+    that path.
     """
     check_method(method)
     if method in GPU_ONLY:
@@ -101,16 +104,73 @@ def quantize_weights(model, method: str, group_size: int = 32):
     if method in FLOAT_METHODS:
         return out.to(torch.float32 if method == "fp32" else torch.bfloat16)
     tq, per_axis, per_group = _torchao()
-    config = (tq.IntxWeightOnlyConfig(weight_dtype=torch.int8, granularity=per_axis(0))
-              if method == "int8" else
-              tq.IntxWeightOnlyConfig(weight_dtype=torch.int4, granularity=per_group(group_size)))
     head = out.get_output_embeddings()
-    tied = head is not None and head.weight is out.get_input_embeddings().weight
-    tq.quantize_(out, config, filter_fn=lambda m, fqn: isinstance(m, (nn.Linear, nn.Embedding))
-                 and not (tied and m is head))
+    embedding = out.get_input_embeddings()
+    tied = head is not None and head.weight is embedding.weight
+
+    def linear(m, fqn):
+        return isinstance(m, nn.Linear) and not (tied and m is head)
+
+    if method == "int8":
+        tq.quantize_(out, tq.Int8WeightOnlyConfig(), filter_fn=linear)
+        table = tq.IntxWeightOnlyConfig(weight_dtype=torch.int8, granularity=per_axis(0))
+        tq.quantize_(out, table, filter_fn=lambda m, fqn: isinstance(m, nn.Embedding))
+    else:
+        config = tq.IntxWeightOnlyConfig(weight_dtype=torch.int4,
+                                         granularity=per_group(group_size))
+        tq.quantize_(out, config, filter_fn=lambda m, fqn: linear(m, fqn)
+                     or isinstance(m, nn.Embedding))
     if tied:  # the head reads the quantised embedding, as before it read the float one
-        head.weight = out.get_input_embeddings().weight
+        head.weight = embedding.weight
+    if method == "int8":
+        _read_int8_rows(out, head if tied else None)
     return out
+
+
+def _int8_rows(weight) -> bool:
+    """Whether ``weight`` is a symmetric int8 table with one scale per row (torchao's
+    ``IntxUnpackedToInt8Tensor`` as :func:`quantize_weights` makes it for ``int8``)."""
+    parts = [getattr(weight, name, None) for name in ("qdata", "scale", "zero_point")]
+    return (all(isinstance(p, torch.Tensor) for p in parts) and parts[0].dtype == torch.int8
+            and parts[1].numel() == parts[0].shape[0] and not parts[2].any())
+
+
+class Int8RowEmbedding(nn.Embedding):
+    """An embedding over an int8 table with one scale per row: only the rows looked up are
+    dequantised (torchao's own lookup dequantises the whole table first: 113 MB of float per
+    call for SmolLM2's 49152 × 576 table)."""
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        w = self.weight
+        rows = nn.functional.embedding(ids, w.qdata).to(w.scale.dtype)
+        scales = nn.functional.embedding(ids, w.scale.reshape(w.qdata.shape[0], 1))
+        return (rows * scales).to(w.dtype)
+
+
+class Int8TiedHead(nn.Linear):
+    """A vocabulary head tied to an :class:`Int8RowEmbedding`'s table, multiplying by the int8
+    weights directly (``torch._weight_int8pack_mm``) where that kernel applies: on the CPU,
+    without gradients (it has no derivative). Elsewhere it dequantises, as torchao would."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.weight
+        if (x.requires_grad and torch.is_grad_enabled()) or x.device.type != "cpu" \
+                or x.dtype not in (torch.float32, torch.bfloat16, torch.float16):
+            return nn.functional.linear(x, w.dequantize().to(x.dtype), self.bias)
+        flat = torch._weight_int8pack_mm(x.reshape(-1, x.shape[-1]).contiguous(), w.qdata,
+                                         w.scale.reshape(-1).to(x.dtype))
+        out = flat.reshape(*x.shape[:-1], flat.shape[-1])
+        return out if self.bias is None else out + self.bias
+
+
+def _read_int8_rows(model, tied_head) -> None:
+    """The embedding (and a head tied to it) read the int8 table directly (the two classes
+    above; the modules keep their weights, names and state dict)."""
+    embedding = model.get_input_embeddings()
+    if type(embedding) is nn.Embedding and _int8_rows(embedding.weight):
+        embedding.__class__ = Int8RowEmbedding
+        if tied_head is not None and type(tied_head) is nn.Linear:
+            tied_head.__class__ = Int8TiedHead
 
 
 def weight_storage_mb(model) -> float:

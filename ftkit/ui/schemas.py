@@ -156,7 +156,7 @@ SCHEMAS: dict[str, type] = {s.NOTEBOOK: s for s in [
         model=(ModelConfig, {"model_name": "smollm2-135m", "max_length": 96,
                              "max_new_tokens": 16}),
         preference=PREFERENCE,
-        dpo=(DPOSettings, {"betas": [0.05, 0.1, 0.5, 1.0], "beta": 0.1}),
+        dpo=(DPOSettings, {"betas": [0.05, 0.1, 0.5, 1.0], "beta": 0.1, "nll_weight": 1.0}),
         family=(FamilySettings, {"methods": ["ipo", "simpo", "orpo", "kto"], "simpo_beta": 2.0,
                                  "simpo_gamma": 0.5, "orpo_lambda": 0.1}),
         train=(TrainConfig, {"lr": 5e-4, "max_steps": 16, "batch_size": 4, "warmup_ratio": 0.0,

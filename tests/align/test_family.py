@@ -38,7 +38,7 @@ def test_each_method_returns_the_same_result(runs, method):
     run = runs[method]
     assert isinstance(run, family.PreferenceRun) and run.method == method
     assert set(run.cost) == {"seconds_per_step", "train_seconds", "peak_memory_mb",
-                             "final_loss", "needs_reference"}
+                             "final_loss", "needs_reference", "chosen_reward"}
     assert run.cost["seconds_per_step"] > 0 and math.isfinite(run.cost["final_loss"])
     assert run.cost["needs_reference"] is family.NEEDS_REFERENCE[method]
     assert len(run.logs) == TRAIN.max_steps and not run.model.training
@@ -55,6 +55,21 @@ def test_the_first_loss_shows_which_loss_ran(runs):
     # the reference-free losses compare the policy with itself, not with a reference: they do
     # not start at those values
     assert abs(first["simpo"] - math.log(2)) > 1e-3 and abs(first["orpo"] - math.log(2)) > 1e-3
+
+
+def test_dpo_with_an_nll_term_starts_above_log_2_by_that_term(runs, tmp_path):
+    """At the first step the policy is its reference, so the DPO part is log 2 and the rest of
+    the loss is the NLL term: weight × the chosen replies' mean token NLL (> 0)."""
+    w = 0.5
+    run = family.train_dpo(PAIRS, "tiny-llama", ADAPTER, TRAIN, str(tmp_path), BETA, seed=1,
+                           max_length=32, nll_weight=w)
+    first = run.logs[0]
+    nll = -first["logps/chosen"]  # TRL logs each chosen reply's summed log-prob (batch mean)
+    assert first["loss"] > math.log(2) + 1e-3, "the NLL term is in the loss"
+    assert first["rewards/chosen"] == pytest.approx(0.0, abs=1e-5)
+    assert (first["loss"] - math.log(2)) / w < nll, "a per-token mean is below the sum"
+    assert math.isfinite(run.cost["chosen_reward"])
+    assert runs["dpo"].logs[0]["loss"] == pytest.approx(math.log(2), abs=1e-4), "0 = plain"
 
 
 def test_kto_rows_are_the_pairs_unpaired():

@@ -32,6 +32,24 @@ def test_quantised_weights_are_smaller_and_close(method, ratio, model):
     assert m.get_input_embeddings().weight.dtype == torch.float32, "the source is left alone"
 
 
+def test_int8_reads_its_table_directly_and_matches_the_dequantised_weights(model):
+    m, _ = model
+    q = quantization.quantize_weights(m, "int8")
+    emb, head = q.get_input_embeddings(), q.get_output_embeddings()
+    assert isinstance(emb, quantization.Int8RowEmbedding)
+    assert isinstance(head, quantization.Int8TiedHead) and head.weight is emb.weight
+    table = emb.weight.dequantize()
+    with torch.no_grad():
+        assert torch.allclose(emb(IDS), table[IDS])
+        hidden = torch.randn(2, 3, table.shape[1])
+        want = torch.nn.functional.linear(hidden, table)
+        assert torch.allclose(head(hidden), want, atol=1e-4 * want.abs().max().item())
+    hidden.requires_grad_(True)
+    head(hidden).sum().backward()  # with gradients it takes the dequantised path
+    assert torch.allclose(hidden.grad, table.sum(0).expand_as(hidden), atol=1e-4)
+    assert set(q.state_dict()) == set(m.state_dict()), "the same names are saved"
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="bitsandbytes is allowed on a GPU")
 @pytest.mark.parametrize("method", ["nf4", "bnb-8bit"])
 def test_bitsandbytes_formats_are_refused_without_a_gpu(method, model):
