@@ -189,7 +189,8 @@ def measure(run: PreferenceRun, tokenizer, test_rows: list[dict], ref_judged: li
 
 def compare(methods: list[str], rows, model_name: str, adapter: AdapterConfig,
             train: TrainConfig, beta: float, settings: FamilySettings, tokenizer,
-            test_rows: list[dict], ref_judged: list[dict], max_new_tokens: int, gen_batch_size: int, output_dir: str,
+            test_rows: list[dict], ref_judged: list[dict], max_new_tokens: int,
+            gen_batch_size: int, output_dir: str,
             seed: int = 42, max_length: int = 256, progress=None, done: dict | None = None
             ) -> tuple[list[dict], dict[str, list[str]]]:
     """Train each method on the same pairs and budget; judge each on the held-out prompts

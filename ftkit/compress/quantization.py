@@ -40,7 +40,8 @@ def compare(model, tokenizer, methods: list[str], texts: list[str], model_name: 
     for method in loop:
         variants[method] = variant = _variant(model, method, model_name)
         rows[method] = {"size_mb": serialized_mb(variant),
-                        "ms_per_token": ms_per_token(variant, tokenizer, "Tell me about Paris.", 24),
+                        "ms_per_token": ms_per_token(variant, tokenizer, "Tell me about Paris.",
+                                                     24),
                         "perplexity": perplexity(variant, tokenizer, texts)}
     return pd.DataFrame(rows).T, variants
 
