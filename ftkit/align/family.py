@@ -65,6 +65,8 @@ CURVES = {"dpo": {"loss": "DPO loss", "rewards/margins": "implicit-reward margin
 
 
 DEFAULTS = FamilySettings()
+# Logged steps at the end of a run that its chosen_reward averages (one step's batch is noisy).
+REWARD_TAIL = 4
 
 
 @dataclass
@@ -96,7 +98,7 @@ def _train(method: str, trainer_cls, config_cls, data, model_name: str, adapter:
     with env.MemoryTracker() as mem:
         result = trainer.train()
     logs = [h for h in trainer.state.log_history if "loss" in h]
-    tail = [h["rewards/chosen"] for h in logs[-4:] if "rewards/chosen" in h]
+    tail = [h["rewards/chosen"] for h in logs[-REWARD_TAIL:] if "rewards/chosen" in h]
     cost = {"seconds_per_step": timer.median,
             "train_seconds": result.metrics["train_runtime"], "peak_memory_mb": mem.delta_mb,
             "final_loss": logs[-1]["loss"] if logs else float("nan"),
