@@ -6,7 +6,7 @@ would (the tuned anchor) and ftkit's path, same model, data, steps and seed with
 scripts' docstrings say which settings). Nothing else should run meanwhile. Printed, one row per
 path: the unit (non-padding tokens/s, or seconds per step for GRPO), each run's rate, ftkit's
 ratio to each anchor, the held-out measure of the tuned anchor and of ftkit (loss, or mean
-reward for GRPO), peak RSS of each run, the share of the machine's bf16 matmul peak where the
+reward for GRPO and PPO), peak RSS of each run, the share of the machine's bf16 matmul peak where the
 model FLOPs per token have one honest count, and each goal as met or missed:
 
 - SFT + LoRA (``train_throughput.py``): 4·N FLOPs per token (frozen base: no weight
@@ -18,6 +18,9 @@ model FLOPs per token have one honest count, and each goal as met or missed:
 - Whisper decoder LoRA (``whisper_step.py``), VQA projector + LoRA (``vqa_step.py``), GRPO
   (``grpo_step.py``): no share printed (an encoder run once per clip, image tokens, sampled
   tokens: no one count per token fits all variants);
+- PPO (``ppo_step.py``): seconds per rollout-and-update iteration against TRL's
+  ``RLOOTrainer`` (TRL 1.16 ships no PPO trainer); the held-out column is the reward model's
+  mean score of greedy replies to held-out prompts (higher is better);
 - RL rollouts (``rollout_generate.py``): generate one completion at a time (the default
   anchor) and one batched generate call (what TRL's trainers do: the tuned anchor).
 
@@ -115,6 +118,10 @@ PATHS = {
                       _by_variant("trl defaults", "trl", "ftkit", rate="median_step_s",
                                   heldout="mean_reward"),
                       unit="s/step", lower_is_faster=True),
+    "ppo": PathBench("PPO iteration", "ppo_step.py", (),
+                     _by_variant("trl defaults", "trl tuned", "ftkit", rate="median_iteration_s",
+                                 heldout="heldout_reward"),
+                     unit="s/iteration", lower_is_faster=True),
     "rollouts": PathBench("RL rollouts", "rollout_generate.py", (),
                           _by_variant("generate, one at a time", "generate, batched", "ftkit",
                                       heldout=None), default_target=3.0, tuned_target=0.0),

@@ -32,9 +32,10 @@ from ftkit.align.dpo import judge_policy, policy_row, token_kl
 from ftkit.align.params import PPOSettings
 from ftkit.core.config import ConfigError
 from ftkit.core.env import bf16_autocast
-from ftkit.models.generation import left_padded
+from ftkit.models.generation import continue_groups, left_padded
 from ftkit.train.adapters import require_peft
 from ftkit.train.loop import CallbackLoop
+from ftkit.train.speed.layer import Levers
 from ftkit.train.trainers import loss_arguments, run_folder
 
 
@@ -77,22 +78,30 @@ def penalised_rewards(scores: torch.Tensor, logp_old: torch.Tensor, logp_ref: to
 
 @torch.no_grad()
 def rollout(model, tokenizer, prompts: list[str], samples: int, max_new_tokens: int,
-            temperature: float = 1.0) -> dict:
+            temperature: float = 1.0, shared_prompts: bool = True) -> dict:
     """Sample ``samples`` replies per prompt; returns token ids, masks and the reply texts.
 
     Prompts are left-padded, so every reply starts at the same column ``n_prompt``;
     ``reply_mask`` covers the reply up to and including its end-of-turn token. A reply has at
     least one token before that: an empty reply never occurs in the preference data, so the
     reward model's score for it means nothing and a policy would be rewarded for exploiting it.
+    With ``shared_prompts`` each prompt is computed once for its ``samples`` replies
+    (``models.generation.continue_groups``) instead of once per reply.
     """
     texts = [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
                                            add_generation_prompt=True) for p in prompts]
     enc = left_padded(tokenizer, texts, model.device)
     model.eval()
-    out = model.generate(**enc, do_sample=True, temperature=temperature, top_k=0, top_p=1.0,
-                         max_new_tokens=max_new_tokens, min_new_tokens=min(2, max_new_tokens),
-                         num_return_sequences=samples,
-                         pad_token_id=tokenizer.pad_token_id)
+    sampling = dict(do_sample=True, temperature=temperature, top_k=0, top_p=1.0,
+                    max_new_tokens=max_new_tokens, min_new_tokens=min(2, max_new_tokens),
+                    pad_token_id=tokenizer.pad_token_id)
+    prompt_ids = enc["input_ids"].repeat_interleave(samples, 0)
+    if shared_prompts:
+        reply = continue_groups(model, enc["input_ids"], enc["attention_mask"], samples,
+                                **sampling)
+        out = torch.cat([prompt_ids, reply], 1)
+    else:
+        out = model.generate(**enc, num_return_sequences=samples, **sampling)
     n_prompt = enc["input_ids"].shape[1]
     reply = out[:, n_prompt:]  # (B, L)
     ended = (reply == tokenizer.eos_token_id).int().cumsum(-1)
@@ -122,22 +131,33 @@ def token_logprobs(model, batch: dict) -> torch.Tensor:
 
 def ppo_iteration(model, optimizer, tokenizer, prompts: list[str],
                   reward_fn: Callable[[list[str], list[str]], torch.Tensor], cfg: PPOSettings,
-                  max_new_tokens: int, bf16: bool = True) -> dict:
-    """One rollout → reward → advantage → clipped-update round; returns its statistics."""
-    batch = rollout(model, tokenizer, prompts, cfg.ppo_samples, max_new_tokens, cfg.temperature)
+                  max_new_tokens: int, bf16: bool = True, shared_prompts: bool = True) -> dict:
+    """One rollout → reward → advantage → clipped-update round; returns its statistics.
+
+    The policy that sampled the rollouts is the one the first update starts from, so that
+    update's forward pass also gives ``log π_old`` (detached): one forward pass fewer per
+    iteration than computing it apart, with the same numbers (the model stays in eval mode, no
+    dropout, from the rollout on).
+    """
+    batch = rollout(model, tokenizer, prompts, cfg.ppo_samples, max_new_tokens, cfg.temperature,
+                    shared_prompts)
     mask = batch["reply_mask"].float()
-    with torch.no_grad(), bf16_autocast(bf16, model.device.type):
-        logp_old = token_logprobs(model, batch)
-        with model.disable_adapter():
+    with bf16_autocast(bf16, model.device.type):
+        logp_first = token_logprobs(model, batch)
+        with torch.no_grad(), model.disable_adapter():
             logp_ref = token_logprobs(model, batch)
+    logp_old = logp_first.detach()
     scores = reward_fn(batch["prompts"], batch["replies"]).float().to(logp_old.device)
     rewards, kl = penalised_rewards(scores, logp_old, logp_ref, mask, cfg.kl_coef)
     advantages = normalise_advantages(rewards, cfg.ppo_samples)
     losses, clipped = [], []
-    for _ in range(cfg.ppo_epochs):
-        with bf16_autocast(bf16, model.device.type):
-            loss, frac = clipped_surrogate(token_logprobs(model, batch), logp_old, advantages,
-                                           mask, cfg.clip_range)
+    for epoch in range(cfg.ppo_epochs):
+        if epoch:
+            with bf16_autocast(bf16, model.device.type):
+                logp_new = token_logprobs(model, batch)
+        else:
+            logp_new = logp_first
+        loss, frac = clipped_surrogate(logp_new, logp_old, advantages, mask, cfg.clip_range)
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
@@ -156,14 +176,16 @@ PPO_CURVES = {"reward": "reward-model score of rollouts", "kl": "KL to reference
 def train_ppo(model, tokenizer, prompts: list[str], reward_fn, cfg: PPOSettings,
               max_new_tokens: int = 16, seed: int = 0, bf16: bool = True, curves=None,
               output_dir: str | None = None, save_steps: int = 0,
-              resume: bool = True) -> list[dict]:
+              resume: bool = True, shared_prompts: bool = True) -> list[dict]:
     """Run ``cfg.ppo_iterations`` PPO iterations over ``prompts`` (cycled in a seeded order).
 
     ``model`` must be a peft (LoRA) model: its reference is the adapter switched off. The loop
     runs under ``ftkit.train.loop.CallbackLoop``: ``curves`` (a LiveCurves over
     :data:`PPO_CURVES`) plots each iteration, ``output_dir`` keeps the TensorBoard event files
     and a checkpoint every ``save_steps`` iterations, from which a rerun resumes (``resume``).
-    Without ``output_dir`` nothing is kept. Returns one statistics row per iteration.
+    Without ``output_dir`` nothing is kept. ``shared_prompts`` (a speed lever, logged with the
+    others) computes each prompt once for its replies in the rollouts. Returns one statistics
+    row per iteration.
     """
     require_peft(model, "train_ppo")
     if len(prompts) < cfg.ppo_prompts:
@@ -180,14 +202,15 @@ def train_ppo(model, tokenizer, prompts: list[str], reward_fn, cfg: PPOSettings,
         args = loss_arguments(folder, lr=cfg.ppo_lr, batch_size=cfg.ppo_prompts,
                               max_steps=cfg.ppo_iterations, seed=seed, save_steps=save_steps,
                               bf16=bf16, report_to="tensorboard" if output_dir else "none")
-        loop = CallbackLoop(model, optimizer, args, path="ppo", plot=curves, title="PPO")
+        loop = CallbackLoop(model, optimizer, args, path="ppo", plot=curves, title="PPO",
+                            levers=Levers(shared_prompts=shared_prompts))
         t0 = time.perf_counter()
         for it in range(loop.begin(cfg.ppo_iterations, resume and bool(output_dir)),
                         cfg.ppo_iterations):
             start = (it * cfg.ppo_prompts) % len(order)
             picked = [prompts[order[(start + j) % len(order)]] for j in range(cfg.ppo_prompts)]
             stats = ppo_iteration(model, optimizer, tokenizer, picked, reward_fn, cfg,
-                                  max_new_tokens, bf16)
+                                  max_new_tokens, bf16, shared_prompts)
             loop.step({**stats, "seconds": time.perf_counter() - t0})
         loop.end()
     model.eval()

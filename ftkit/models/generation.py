@@ -106,6 +106,14 @@ def _continue(model, ids, mask, cache, count: int, last: bool, **generate_kwargs
     return out[:, ids.shape[1]:]
 
 
+def continue_groups(model, ids: torch.Tensor, mask: torch.Tensor, count: int,
+                    **generate_kwargs) -> torch.Tensor:
+    """``count`` continuations of each left-padded prompt (``ids``/``mask``), each prompt
+    computed once (its cache repeated ``count`` times) instead of once per continuation; the
+    new tokens only, ``(len(ids) · count, L)``, each prompt's continuations adjacent."""
+    return _continue(model, ids, mask, _prefill(model, ids, mask), count, True, **generate_kwargs)
+
+
 @torch.inference_mode()
 def sample_groups(model, tokenizer, texts: list[str], n: int, max_new_tokens: int,
                   temperature: float = 1.0, greedy_first: bool = True) -> list[list[str]]:
@@ -149,8 +157,7 @@ def generate_groups(model, prompt_ids: list[list[int]], group: int, generation_c
     device = next(model.parameters()).device
     ids = torch.tensor([[pad_token_id] * (width - len(p)) + p for p in distinct], device=device)
     mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in distinct], device=device)
-    out = _continue(model, ids, mask, _prefill(model, ids, mask), group, True,
-                    generation_config=generation_config)
+    out = continue_groups(model, ids, mask, group, generation_config=generation_config)
     completions = []
     for row in out.tolist():
         end = next((k for k, t in enumerate(row) if t in eos_token_ids), len(row) - 1)

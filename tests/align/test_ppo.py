@@ -116,3 +116,49 @@ def test_a_killed_run_resumes_from_its_checkpoint_with_the_same_numbers(tmp_path
         [h[k] for h in straight for k in keys], abs=1e-6)
     assert straight[1]["kl"] != 0.0, "the second iteration samples from an updated policy"
     assert list((tmp_path / "straight").rglob("events.out.tfevents.*")), "TensorBoard logs"
+
+
+def test_shared_prompt_rollouts_match_one_prompt_per_reply():
+    """Each prompt computed once for its replies samples what generate's own copies sample
+    (near-greedy temperature: the draws cannot depend on rounding)."""
+    model, tok = fresh_policy()
+    prompts = ["hi", "a much longer prompt here"]
+    plain = ppo.rollout(model, tok, prompts, 3, 6, temperature=1e-3, shared_prompts=False)
+    shared = ppo.rollout(model, tok, prompts, 3, 6, temperature=1e-3, shared_prompts=True)
+    for key in ("input_ids", "attention_mask", "reply_mask"):
+        assert torch.equal(plain[key], shared[key]), key
+    assert shared["replies"] == plain["replies"] and shared["prompts"] == plain["prompts"]
+
+
+def test_old_logprobs_from_the_first_update_give_the_same_update(monkeypatch):
+    """An iteration takes log π_old from its first update's forward pass; the adapter it
+    trains equals the one of a hand-written step that computes log π_old apart."""
+    import copy
+
+    model, tok = fresh_policy()
+    batch = ppo.rollout(model, tok, ["hi", "yo"], 2, 4)
+    monkeypatch.setattr(ppo, "rollout", lambda *args, **kwargs: batch)
+    reward = lambda prompts, replies: torch.arange(len(replies), dtype=torch.float)  # noqa: E731
+    cfg = ppo.PPOSettings(ppo_prompts=2, ppo_samples=2, ppo_epochs=1, kl_coef=0.5)
+    twin = copy.deepcopy(model)
+    trained = lambda m: [p for p in m.parameters() if p.requires_grad]  # noqa: E731
+    lr = cfg.ppo_lr
+    ppo.ppo_iteration(model, torch.optim.AdamW(trained(model), lr=lr), tok, ["hi", "yo"],
+                      reward, cfg, 4, bf16=False)
+
+    with torch.no_grad():
+        logp_old = ppo.token_logprobs(twin, batch)
+        with twin.disable_adapter():
+            logp_ref = ppo.token_logprobs(twin, batch)
+    mask = batch["reply_mask"].float()
+    rewards, _ = ppo.penalised_rewards(reward(None, batch["replies"]), logp_old, logp_ref, mask,
+                                       cfg.kl_coef)
+    loss, _ = ppo.clipped_surrogate(ppo.token_logprobs(twin, batch), logp_old,
+                                    ppo.normalise_advantages(rewards, 2), mask, cfg.clip_range)
+    optimizer = torch.optim.AdamW(trained(twin), lr=lr)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(trained(twin), 1.0)
+    optimizer.step()
+    for mine, theirs in zip(trained(model), trained(twin)):
+        assert torch.allclose(mine, theirs, atol=1e-7)
+    assert any(not torch.equal(p, q) for p, q in zip(trained(model), trained(fresh_policy()[0])))
