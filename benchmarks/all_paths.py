@@ -4,10 +4,11 @@ Runs the path benchmarks of this folder one after another on the same machine, e
 library trainer as shipped (the default anchor), the same trainer set up as a practised user
 would (the tuned anchor) and ftkit's path, same model, data, steps and seed within a path (the
 scripts' docstrings say which settings). Nothing else should run meanwhile. Printed, one row per
-path: the unit (non-padding tokens/s, or seconds per step for GRPO), each run's rate, ftkit's
-ratio to each anchor, the held-out measure of the tuned anchor and of ftkit (loss, or mean
-reward for GRPO and PPO), peak RSS of each run, the share of the machine's bf16 matmul peak where the
-model FLOPs per token have one honest count, and each goal as met or missed:
+path: the unit (non-padding tokens/s, or seconds per step for GRPO and per iteration for
+PPO), each run's rate, ftkit's ratio to each anchor, the held-out measure of the tuned anchor
+and of ftkit (loss, or mean reward for GRPO and PPO), peak RSS of each run, the share of the
+machine's bf16 matmul peak where the model FLOPs per token have one honest count, and each
+goal as met or missed:
 
 - SFT + LoRA (``train_throughput.py``): 4·N FLOPs per token (frozen base: no weight
   gradients), RSS added while loading and training;

@@ -6,7 +6,7 @@ computing with one held bf16 copy while ``train()`` runs (:mod:`~ftkit.train.spe
 — and returns the Trainer callbacks they need. :class:`Levers` says which are on; every lever
 can be switched off. The levers that live in a path's own trainer class (label-only logits
 and padding-free batches for SFT, VQA and DPO, reference log-probabilities computed once for
-DPO, the rollout levers of GRPO, Whisper's cross-attention on the label side, the reward
+DPO, the rollout levers of GRPO and PPO, Whisper's cross-attention on the label side, the reward
 model's length-sorted sub-batches) are named in the same :class:`Levers` by the path that
 uses them, so that one log line per run says what is on (:func:`describe`).
 
@@ -31,7 +31,7 @@ class Levers:
 
     The first four act on the model's layers (:func:`apply`); the rest are a path's own and
     are set by it (``ftkit.train.sft``, ``ftkit.align.dpo``, ``ftkit.align.grpo``,
-    ``ftkit.asr.whisper``, ``ftkit.align.reward``, ``ftkit.vqa.train``).
+    ``ftkit.align.ppo``, ``ftkit.asr.whisper``, ``ftkit.align.reward``, ``ftkit.vqa.train``).
     """
     fused_lora: bool = True
     recast_frozen: bool = True
