@@ -1,11 +1,14 @@
 """What the anchor benchmarks share (``dpo_step``, ``reward_step``, ``whisper_step``,
-``vqa_step``): one variant per child process, a summary per variant over the rounds, and the two
-goal lines (ftkit against the tuned anchor at a held-out loss no more than 1 % above it, and
-against the library's defaults)."""
+``vqa_step``, ``ppo_step``, ``grpo_step``): one variant per child process, a summary per variant
+over the rounds, the two goal lines (ftkit against the tuned anchor at a held-out loss no more
+than 1 % above it, and against the library's defaults), and a clock for a library trainer's
+steps."""
 from __future__ import annotations
 
 import json
+import math
 import statistics
+import time
 import subprocess
 import sys
 
@@ -45,3 +48,22 @@ def goal_lines(result: dict[str, dict], tuned: str, default: str, default_target
             f"<= +1 %)\nftkit vs {library} defaults: {vs_default:.2f}x "
             f"({'goal met' if vs_default >= default_target else 'goal missed'}: "
             f">= {default_target:g}x)")
+
+
+def step_clock(times: list[float], logged: list[tuple[int, float]], key: str = "reward"):
+    """A Trainer callback that appends each optimiser step's seconds to ``times`` and
+    ``(step, value)`` to ``logged`` for every logged ``key`` that is a number."""
+    from transformers import TrainerCallback
+
+    class Clock(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):
+            self.started = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            times.append(time.perf_counter() - self.started)
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and not math.isnan(logs.get(key, math.nan)):
+                logged.append((state.global_step, logs[key]))
+
+    return Clock()

@@ -35,10 +35,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import anchors  # noqa: E402  (this folder: the benchmarks' shared parts)
 
 from ftkit import models  # noqa: E402
 from ftkit.align import grpo  # noqa: E402
@@ -92,28 +93,15 @@ def one_variant(name: str, settings: GRPOSettings, steps: int) -> dict:
     """Train ``name`` for one untimed and ``steps`` timed steps; its step times and rewards."""
     import resource
 
-    from transformers import TrainerCallback
-
     root = Path(__file__).resolve().parents[1]
     rows = grpo.load_records(root / "data/extraction_tasks/train.jsonl")
-    times, rewards = [], []
-
-    class Clock(TrainerCallback):
-        def on_step_begin(self, args, state, control, **kwargs):
-            self.started = time.perf_counter()
-
-        def on_step_end(self, args, state, control, **kwargs):
-            times.append(time.perf_counter() - self.started)
-
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if logs and "reward" in logs:
-                rewards.append(logs["reward"])
+    times, logged = [], []
 
     with tempfile.TemporaryDirectory() as tmp:
         trainer = trainer_for(VARIANTS[name], settings, rows, steps + 1, tmp)
-        trainer.add_callback(Clock())
+        trainer.add_callback(anchors.step_clock(times, logged))
         trainer.train()
-    return {"steps_s": times[1:], "rewards": rewards[1:],
+    return {"steps_s": times[1:], "rewards": [r for _, r in logged][1:],
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 

@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import statistics
 import sys
 import tempfile
@@ -115,8 +114,6 @@ def one_variant(name: str, rm_path: str, settings: PPOSettings, tokens: int,
     """One untimed and ``iterations`` timed rollout-and-update iterations of ``name``."""
     import resource
 
-    from transformers import TrainerCallback
-
     train_rows, test_rows = split_rows()
     prompts = [r["prompt"] for r in train_rows]
     score = load_scorer(rm_path)
@@ -132,22 +129,10 @@ def one_variant(name: str, rm_path: str, settings: PPOSettings, tokens: int,
         rewards = [h["reward"] for h in history[1:]]
     else:
         step_s, logged = [], []
-
-        class Clock(TrainerCallback):
-            def on_step_begin(self, args, state, control, **kwargs):
-                self.started = time.perf_counter()
-
-            def on_step_end(self, args, state, control, **kwargs):
-                step_s.append(time.perf_counter() - self.started)
-
-            def on_log(self, args, state, control, logs=None, **kwargs):
-                if logs and not math.isnan(logs.get("reward", math.nan)):
-                    logged.append((state.global_step, logs["reward"]))
-
         with tempfile.TemporaryDirectory() as tmp:
             trainer = rloo_trainer(name, model, tokenizer, prompts, score, settings, tokens,
                                    total * settings.ppo_epochs, tmp)
-            trainer.add_callback(Clock())
+            trainer.add_callback(anchors.step_clock(step_s, logged))
             trainer.train()
         k = settings.ppo_epochs  # one rollout, then k updates: k trainer steps per iteration
         times = [sum(step_s[i:i + k]) for i in range(k, len(step_s), k)]
