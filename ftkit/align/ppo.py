@@ -95,11 +95,10 @@ def rollout(model, tokenizer, prompts: list[str], samples: int, max_new_tokens: 
     sampling = dict(do_sample=True, temperature=temperature, top_k=0, top_p=1.0,
                     max_new_tokens=max_new_tokens, min_new_tokens=min(2, max_new_tokens),
                     pad_token_id=tokenizer.pad_token_id)
-    prompt_ids = enc["input_ids"].repeat_interleave(samples, 0)
     if shared_prompts:
         reply = continue_groups(model, enc["input_ids"], enc["attention_mask"], samples,
                                 **sampling)
-        out = torch.cat([prompt_ids, reply], 1)
+        out = torch.cat([enc["input_ids"].repeat_interleave(samples, 0), reply], 1)
     else:
         out = model.generate(**enc, num_return_sequences=samples, **sampling)
     n_prompt = enc["input_ids"].shape[1]
