@@ -100,20 +100,19 @@ def profiled(train) -> dict:
 
 
 # ---------------------------------------------------------------- the three paths
-def sft_run(variant: str, steps: int, batch: int, warm: bool):
+def sft_run(variant: str, steps: int, batch: int, warm: bool, folder: str):
     import train_throughput as tt
 
     n = (2 if warm else steps) * batch
     tok, rows, pairs = tt.examples(max(n, 3), "smollm2-135m", seed=0)
-    with tempfile.TemporaryDirectory() as out:
-        if variant == "defaults":
-            trainer = tt.run_trl("smollm2-135m", pairs[:n], n // batch, batch, 16, out)[0]
-        else:
-            trainer = tt.run_ftkit("smollm2-135m", tok, rows[:n], n // batch, batch, 16, out)[0]
-        return trainer, lambda: trainer.train().global_step
+    if variant == "defaults":
+        trainer = tt.run_trl("smollm2-135m", pairs[:n], n // batch, batch, 16, folder)[0]
+    else:
+        trainer = tt.run_ftkit("smollm2-135m", tok, rows[:n], n // batch, batch, 16, folder)[0]
+    return lambda: trainer.train().global_step  # as train_throughput times it: training
 
 
-def dpo_run(variant: str, steps: int, batch: int, warm: bool):
+def dpo_run(variant: str, steps: int, batch: int, warm: bool, folder: str):
     import dpo_step
 
     from ftkit import models
@@ -126,7 +125,6 @@ def dpo_run(variant: str, steps: int, batch: int, warm: bool):
     env.seed_everything(0)
     model, tokenizer = models.load("smollm2-135m")
     model = apply_method(model, AdapterConfig(lora_r=16, lora_alpha=32.0, lora_dropout=0.0))
-    folder = tempfile.mkdtemp()
     name = "trl defaults" if variant == "defaults" else "ftkit"
     n_steps = math.ceil(len(rows) / batch)
 
@@ -134,10 +132,10 @@ def dpo_run(variant: str, steps: int, batch: int, warm: bool):
         trainer = dpo_step.trainer_for(name, model, tokenizer, preferences.dpo_dataset(rows),
                                        n_steps, batch, folder)
         return trainer.train().global_step
-    return None, train
+    return train
 
 
-def reward_run(variant: str, steps: int, batch: int, warm: bool):
+def reward_run(variant: str, steps: int, batch: int, warm: bool, folder: str):
     import reward_step
 
     from ftkit.data import preferences
@@ -151,7 +149,7 @@ def reward_run(variant: str, steps: int, batch: int, warm: bool):
         run = (reward_step.train_ftkit("minilm-l6", rows, 1, batch) if variant == "ftkit"
                else reward_step.train_trl("trl defaults", "minilm-l6", rows, n_steps, batch))
         return run["steps"]
-    return None, train
+    return train
 
 
 RUNS = {"sft": (sft_run, 8), "dpo": (dpo_run, 8), "reward": (reward_run, 16)}
@@ -159,16 +157,16 @@ RUNS = {"sft": (sft_run, 8), "dpo": (dpo_run, 8), "reward": (reward_run, 16)}
 
 def one_run(path: str, variant: str, steps: int) -> dict:
     build, batch = RUNS[path]
-    _, warm = build(variant, steps, batch, warm=True)
-    warm()
-    env.release_memory()
-    _, train = build(variant, steps, batch, warm=False)
-    started = time.perf_counter()
-    train()
-    plain = time.perf_counter() - started
-    env.release_memory()
-    _, train = build(variant, steps, batch, warm=False)
-    return {"path": path, "variant": variant, "plain_wall": plain, **profiled(train)}
+    with tempfile.TemporaryDirectory() as folder:
+        build(variant, steps, batch, True, folder)()
+        env.release_memory()
+        train = build(variant, steps, batch, False, folder)
+        started = time.perf_counter()
+        train()
+        plain = time.perf_counter() - started
+        env.release_memory()
+        return {"path": path, "variant": variant, "plain_wall": plain,
+                **profiled(build(variant, steps, batch, False, folder))}
 
 
 def per_step(run: dict) -> dict[str, float]:
