@@ -100,6 +100,13 @@ def profiled(train) -> dict:
 
 
 # ---------------------------------------------------------------- the three paths
+def preference_rows(n: int) -> list[dict]:
+    """The first ``n`` training pairs of notebooks 08-09, as dpo_step and reward_step read them."""
+    from ftkit.data import preferences
+
+    return preferences.select(preferences.load(PREFS).rows, "train", n, 0)
+
+
 def sft_run(variant: str, steps: int, batch: int, warm: bool, folder: str):
     import train_throughput as tt
 
@@ -120,8 +127,7 @@ def dpo_run(variant: str, steps: int, batch: int, warm: bool, folder: str):
     from ftkit.data import preferences
     from ftkit.train.adapters import apply_method
 
-    rows = preferences.select(preferences.load(PREFS).rows,
-                              "train", (2 if warm else steps) * batch, 0)
+    rows = preference_rows((2 if warm else steps) * batch)
     env.seed_everything(0)
     model, tokenizer = models.load("smollm2-135m")
     model = apply_method(model, AdapterConfig(lora_r=16, lora_alpha=32.0, lora_dropout=0.0))
@@ -138,10 +144,7 @@ def dpo_run(variant: str, steps: int, batch: int, warm: bool, folder: str):
 def reward_run(variant: str, steps: int, batch: int, warm: bool, folder: str):
     import reward_step
 
-    from ftkit.data import preferences
-
-    rows = preferences.select(preferences.load(PREFS).rows,
-                              "train", (2 if warm else steps) * batch, 0)
+    rows = preference_rows((2 if warm else steps) * batch)
     env.seed_everything(0)
     n_steps = math.ceil(len(rows) / batch)
 
