@@ -123,7 +123,7 @@ SCHEMAS: dict[str, type] = {s.NOTEBOOK: s for s in [
             "methods": ["full", "half", "lora", "ia3"],
             "method_lrs": {"full": 2e-4, "half": 2e-4, "lora": 1e-3, "dora": 1e-3, "ia3": 5e-3},
             "eval_batch_size": 16}),
-        train=(TrainConfig, {"max_steps": 16, "batch_size": 8, "eval_steps": 8,
+        train=(TrainConfig, {"max_steps": 20, "batch_size": 8, "eval_steps": 10,
                              "warmup_ratio": 0.1}),
         adapter=(AdapterConfig, {"lora_r": 4, "lora_alpha": 16.0, "half_round_steps": 0})),
     _schema(
