@@ -232,7 +232,7 @@ SCHEMAS: dict[str, type] = {s.NOTEBOOK: s for s in [
             "replies_per_day": 2, "replay_tokens": 16, "max_tokens": 48, "use_server": True,
             "continuous_batching": False, "concurrency": 4, "request_timeout": 120.0,
             "label_delay": 2, "retrain_days": 3, "new_topic_repeats": 2, "replay_rows": 40,
-            "retrain_steps": 90, "retrain_lr": 2e-3, "retrain_batch": 4, "eval_new": 15,
+            "retrain_steps": 120, "retrain_lr": 2e-3, "retrain_batch": 4, "eval_new": 15,
             "eval_old": 30,
             "fact_threshold": 0.5, "min_gain": 0.5, "max_drop": 0.02})),
     _schema(
